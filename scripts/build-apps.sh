@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the guest components in apps/ (release, wasm32-wasip2) with Debian's rustc-web
+# toolchain and -Zbuild-std. Runs scripts/install-deps.sh first. Works from any directory.
+# Extra arguments are passed to cargo (e.g. --locked, -p hello-p2).
+#
+# Outputs: apps/target/wasm32-wasip2/release/{hello_p2,hello_p3,fileserver}.wasm
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+"$ROOT/scripts/install-deps.sh"
+
+cd "$ROOT/apps"
+# apps/.cargo/config.toml selects the target, /usr/bin/rustc, build-std and -L /usr/lib/wasm32-wasi;
+# the variables below repeat it so the build does not depend on cargo's config discovery.
+# Ignore a rustup toolchain or flags inherited from the host build.
+unset RUSTUP_TOOLCHAIN RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_TARGET
+export RUSTC_BOOTSTRAP=1
+export RUSTC=/usr/bin/rustc
+export CARGO_TARGET_DIR="$ROOT/apps/target"
+
+/usr/bin/cargo build --release --target wasm32-wasip2 -Zbuild-std=std,panic_abort "$@"
+
+OUT="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+for name in hello_p2 hello_p3 fileserver; do
+    if [ -f "$OUT/$name.wasm" ]; then
+        echo "$OUT/$name.wasm"
+    fi
+done
