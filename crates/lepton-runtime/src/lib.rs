@@ -1,1 +1,102 @@
-//! placeholder
+//! The lepton runtime: one shared wasmtime [`Engine`](wasmtime::Engine) for every app in the
+//! process, the on-disk cache of compiled components, and the per-app host state each request's
+//! store is built from.
+//!
+//! Data flows in from the loader as a runnable [`lepton_app::LockedApp`] (component sources are
+//! verified `file://` paths in the content-addressed cache) and flows out to the triggers as a
+//! [`RuntimeApp`]: one [`PreparedComponent`] per component, each holding an `InstancePre` and
+//! everything needed to build a fresh [`Store`](wasmtime::Store) per request.
+//!
+//! Modules:
+//! - [`engine`]: engine configuration (pooling allocator with copy-on-write, epochs) and the linker
+//!   of host interfaces lepton provides.
+//! - [`compile_cache`]: compile each component once; reuse the artifact across restarts.
+//! - [`host`]: the `Store` data type and the WASI / wasi-http views over it.
+//! - [`logs`]: per-app capture of component stdout/stderr.
+//! - [`app`]: turning a runnable locked app into prepared components.
+
+pub mod app;
+pub mod compile_cache;
+pub mod engine;
+pub mod host;
+pub mod logs;
+
+pub use app::{ComponentHandlerKind, PreparedComponent, RuntimeApp};
+pub use compile_cache::CompileCache;
+pub use engine::{PoolingMode, RuntimeEngine, RuntimeEngineConfig};
+pub use host::HostState;
+
+/// Errors raised while building the engine or preparing an app's components.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The wasmtime engine could not be configured.
+    #[error("failed to configure the wasmtime engine: {0}")]
+    Engine(String),
+    /// The linker could not be populated with lepton's host interfaces.
+    #[error("failed to link host interface `{interface}`: {reason}")]
+    Linker {
+        /// The interface family that failed to link.
+        interface: &'static str,
+        /// The underlying wasmtime error.
+        reason: String,
+    },
+    /// A component's Wasm could not be read.
+    #[error("component `{component}`: cannot read Wasm at {path}: {source}")]
+    ReadWasm {
+        /// The component id.
+        component: String,
+        /// The file that could not be read.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A component's source is not in the runnable form (`file://` URL).
+    #[error("component `{component}`: source `{source_url}` is not a local file:// URL")]
+    BadSource {
+        /// The component id.
+        component: String,
+        /// The offending source string.
+        source_url: String,
+    },
+    /// Compilation failed.
+    #[error("component `{component}`: failed to compile: {reason}")]
+    Compile {
+        /// The component id.
+        component: String,
+        /// The wasmtime error.
+        reason: String,
+    },
+    /// The component imports something lepton does not provide, or its imports don't type-check.
+    #[error("component `{component}`: cannot be linked: {reason}")]
+    Link {
+        /// The component id.
+        component: String,
+        /// The wasmtime error, which names the missing interface.
+        reason: String,
+    },
+    /// The component does not export a handler lepton can call.
+    #[error("component `{component}`: {reason}")]
+    Handler {
+        /// The component id.
+        component: String,
+        /// What is wrong with its exports.
+        reason: String,
+    },
+    /// The component's files or log directory could not be prepared.
+    #[error("component `{component}`: {what} {path}: {source}")]
+    Io {
+        /// The component id.
+        component: String,
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Format a wasmtime error with its whole cause chain on one line.
+pub(crate) fn chain(err: &wasmtime::Error) -> String {
+    format!("{err:#}")
+}

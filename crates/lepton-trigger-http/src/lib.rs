@@ -1,1 +1,33 @@
-//! placeholder
+//! The HTTP trigger: listeners, Spin's router and `spin-*` headers, and dispatch of each request
+//! to a fresh component instance.
+//!
+//! - [`router`]: route syntax and Spin's precedence.
+//! - [`headers`]: the `spin-*` request headers.
+//! - [`app`]: one app's request handling ([`HttpApp`]).
+//! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3).
+//! - [`server`]: the hyper listener ([`HttpListener`]).
+
+pub mod app;
+pub mod executor;
+pub mod headers;
+pub mod router;
+pub mod server;
+
+pub use app::HttpApp;
+pub use server::HttpListener;
+
+/// Errors in an app's HTTP trigger configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// A trigger is invalid.
+    #[error("trigger `{trigger}`: {reason}")]
+    Trigger {
+        /// The trigger id.
+        trigger: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The app needs something lepton does not support.
+    #[error("{0}")]
+    Unsupported(String),
+}

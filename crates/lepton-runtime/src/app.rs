@@ -1,0 +1,250 @@
+//! Turning a runnable [`LockedApp`] into [`PreparedComponent`]s: compiled (or loaded from the
+//! compile cache), linked into an `InstancePre`, with the handler export detected once at load.
+//!
+//! Everything that can fail about a component fails here, before any listener is bound: an
+//! unreadable source, a compile error, an import lepton does not provide (the error names the
+//! interface), or a missing or ambiguous HTTP handler export.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lepton_app::{LockedApp, LockedComponent};
+use wasmtime::Store;
+use wasmtime::component::Component;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre as P3ServicePre;
+
+use crate::compile_cache::CompileCache;
+use crate::engine::RuntimeEngine;
+use crate::host::{HostState, OutboundHttpHooks};
+use crate::logs::ComponentLogs;
+use crate::{RuntimeError, chain};
+
+/// Which HTTP handler interface a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentHandlerKind {
+    /// `wasi:http/incoming-handler@0.2.x`.
+    WasiHttpP2,
+    /// `wasi:http/handler@0.3.x`.
+    WasiHttpP3,
+}
+
+/// One component, ready to serve: fresh stores and instances are cheap to make from it.
+pub struct PreparedComponent {
+    id: String,
+    kind: ComponentHandlerKind,
+    proxy_pre: ProxyPre<HostState>,
+    env: Vec<(String, String)>,
+    mounts: Vec<(PathBuf, String)>,
+    logs: ComponentLogs,
+    engine: wasmtime::Engine,
+}
+
+impl PreparedComponent {
+    /// The component id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The handler export detected at load.
+    pub fn kind(&self) -> ComponentHandlerKind {
+        self.kind
+    }
+
+    /// The pre-instance used to instantiate the handler.
+    pub fn proxy_pre(&self) -> &ProxyPre<HostState> {
+        &self.proxy_pre
+    }
+
+    /// A fresh store for one request: the component's environment, its files read-only at their
+    /// mount paths, stdout/stderr appended to the app's logs, no network, no inherited host state.
+    pub fn new_store(&self) -> Result<Store<HostState>, wasmtime::Error> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env)
+            .stdout(self.logs.stdout.clone())
+            .stderr(self.logs.stderr.clone());
+        for (host, guest) in &self.mounts {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            hooks: OutboundHttpHooks,
+        };
+        let mut store = Store::new(&self.engine, state);
+        // Yield to the executor at every epoch tick so one busy guest cannot hold a thread.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        Ok(store)
+    }
+}
+
+/// All components of one app version, prepared.
+pub struct RuntimeApp {
+    components: Vec<Arc<PreparedComponent>>,
+}
+
+impl RuntimeApp {
+    /// Prepare every component of `locked`. Component stdout/stderr go to `log_dir`.
+    pub async fn prepare(
+        engine: &RuntimeEngine,
+        cache: &CompileCache,
+        locked: &LockedApp,
+        log_dir: &Path,
+    ) -> Result<Self, RuntimeError> {
+        let mut components = Vec::with_capacity(locked.components.len());
+        for component in &locked.components {
+            components.push(Arc::new(
+                prepare_component(engine, cache, component, log_dir).await?,
+            ));
+        }
+        Ok(Self { components })
+    }
+
+    /// The prepared component with id `id`.
+    pub fn component(&self, id: &str) -> Option<&Arc<PreparedComponent>> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    /// All prepared components.
+    pub fn components(&self) -> &[Arc<PreparedComponent>] {
+        &self.components
+    }
+}
+
+async fn prepare_component(
+    engine: &RuntimeEngine,
+    cache: &CompileCache,
+    component: &LockedComponent,
+    log_dir: &Path,
+) -> Result<PreparedComponent, RuntimeError> {
+    let id = component.id.clone();
+    let wasm_path = file_url_path(&id, component.source.content.source.as_deref())?;
+    let digest = component.source.content.digest.clone();
+
+    let compiled = {
+        let engine = engine.engine().clone();
+        let cache = cache.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || cache.load(&engine, &id, &wasm_path, digest.as_deref()))
+            .await
+            .map_err(|e| RuntimeError::Compile {
+                component: component.id.clone(),
+                reason: format!("compile task failed: {e}"),
+            })??
+    };
+    let (compiled, _outcome): (Component, _) = compiled;
+
+    let instance_pre =
+        engine
+            .linker()
+            .instantiate_pre(&compiled)
+            .map_err(|e| RuntimeError::Link {
+                component: id.clone(),
+                reason: describe_link_error(&e),
+            })?;
+
+    let p2 = P2ProxyPre::new(instance_pre.clone());
+    let p3 = P3ServicePre::new(instance_pre);
+    let (kind, proxy_pre) = match (p2, p3) {
+        (Ok(p2), Err(_)) => (ComponentHandlerKind::WasiHttpP2, ProxyPre::P2(p2)),
+        (Err(_), Ok(p3)) => (ComponentHandlerKind::WasiHttpP3, ProxyPre::P3(p3)),
+        (Ok(_), Ok(_)) => {
+            return Err(RuntimeError::Handler {
+                component: id,
+                reason: "exports both wasi:http/incoming-handler@0.2 and wasi:http/handler@0.3; \
+                         exactly one HTTP handler export is allowed"
+                    .into(),
+            });
+        }
+        (Err(_), Err(_)) => {
+            return Err(RuntimeError::Handler {
+                component: id,
+                reason: "exports no HTTP handler lepton supports: expected \
+                         wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x"
+                    .into(),
+            });
+        }
+    };
+
+    let mut mounts = Vec::new();
+    for file in &component.files {
+        let host = file_url_path(&id, file.content.source.as_deref())?;
+        if !host.is_dir() {
+            return Err(RuntimeError::Io {
+                component: id.clone(),
+                what: "files mount is not a directory:",
+                path: host,
+                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            });
+        }
+        let guest = if file.path.starts_with('/') {
+            file.path.clone()
+        } else {
+            format!("/{}", file.path)
+        };
+        mounts.push((host, guest));
+    }
+
+    let logs = ComponentLogs::open(log_dir, &id)?;
+    let env = component
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tracing::debug!(component = %id, ?kind, "component prepared");
+    Ok(PreparedComponent {
+        id,
+        kind,
+        proxy_pre,
+        env,
+        mounts,
+        logs,
+        engine: engine.engine().clone(),
+    })
+}
+
+/// wasmtime reports a missing import as "component imports instance `X`, but a matching
+/// implementation was not found in the linker". Say plainly that lepton does not provide `X`.
+fn describe_link_error(err: &wasmtime::Error) -> String {
+    let text = chain(err);
+    if let Some(rest) = text.split("imports instance `").nth(1)
+        && let Some(name) = rest.split('`').next()
+    {
+        return format!("it imports `{name}`, which lepton does not provide ({text})");
+    }
+    text
+}
+
+fn file_url_path(component: &str, source: Option<&str>) -> Result<PathBuf, RuntimeError> {
+    let bad = || RuntimeError::BadSource {
+        component: component.to_string(),
+        source_url: source.unwrap_or("<none>").to_string(),
+    };
+    let url = source.ok_or_else(bad)?;
+    let path = url.strip_prefix("file://").ok_or_else(bad)?;
+    if !path.starts_with('/') {
+        return Err(bad());
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_urls_must_be_absolute_local_paths() {
+        assert_eq!(
+            file_url_path("c", Some("file:///cache/wasm/sha256:ab")).expect("ok"),
+            PathBuf::from("/cache/wasm/sha256:ab")
+        );
+        assert!(file_url_path("c", Some("https://example.com/x.wasm")).is_err());
+        assert!(file_url_path("c", Some("file://relative")).is_err());
+        assert!(file_url_path("c", None).is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! Compile each component once and keep the artifact on disk.
+//!
+//! Artifacts live at `<cache root>/compiled/<engine key>/<sha256 hex>.cwasm`, keyed by the
+//! component's content digest and by a hash of everything in the engine configuration that affects
+//! compiled code (`Engine::precompile_compatibility_hash`), so a wasmtime upgrade or a config change
+//! never loads a stale artifact. Deserialising an artifact is `unsafe` in wasmtime (it trusts the
+//! machine code), so each artifact is written atomically with a SHA-256 sidecar that is checked
+//! before every load; a corrupt or foreign artifact is discarded and recompiled.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::RuntimeError;
+
+/// The on-disk compiled-component cache (or a pass-through when disabled).
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+/// Where a component came from, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileOutcome {
+    /// Loaded a verified artifact from disk.
+    Cached,
+    /// Compiled now (and stored, if the cache is enabled).
+    Compiled,
+}
+
+impl CompileCache {
+    /// A cache under `root/compiled/<engine key>/`.
+    pub fn new(root: &Path, engine: &Engine) -> Self {
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let key = format!("{:016x}", hasher.finish());
+        Self {
+            dir: Some(root.join("compiled").join(key)),
+        }
+    }
+
+    /// No disk cache: every load compiles.
+    pub fn disabled() -> Self {
+        Self { dir: None }
+    }
+
+    /// Load the component at `wasm_path` whose content digest is `digest` (`sha256:<hex>`), from
+    /// the cache if possible, compiling and storing it otherwise. Compilation is CPU-heavy: call
+    /// this from a blocking thread.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        wasm_path: &Path,
+        digest: Option<&str>,
+    ) -> Result<(Component, CompileOutcome), RuntimeError> {
+        let read_wasm = || {
+            std::fs::read(wasm_path).map_err(|source| RuntimeError::ReadWasm {
+                component: component_id.to_string(),
+                path: wasm_path.to_path_buf(),
+                source,
+            })
+        };
+        let (hex, wasm) = match digest.and_then(|d| d.strip_prefix("sha256:")) {
+            Some(hex) if is_sha256_hex(hex) => (hex.to_string(), None),
+            _ => {
+                let bytes = read_wasm()?;
+                (hex::encode(Sha256::digest(&bytes)), Some(bytes))
+            }
+        };
+        if let Some(dir) = &self.dir {
+            let artifact = dir.join(format!("{hex}.cwasm"));
+            if let Some(component) = self.load_artifact(engine, component_id, &artifact) {
+                return Ok((component, CompileOutcome::Cached));
+            }
+        }
+        let wasm = match wasm {
+            Some(bytes) => bytes,
+            None => read_wasm()?,
+        };
+        let started = std::time::Instant::now();
+        let component = Component::new(engine, &wasm).map_err(|e| RuntimeError::Compile {
+            component: component_id.to_string(),
+            reason: crate::chain(&e),
+        })?;
+        tracing::info!(
+            component = component_id,
+            digest = %format!("sha256:{hex}"),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
+        if let Some(dir) = &self.dir {
+            if let Err(err) = store_artifact(dir, &hex, &component) {
+                tracing::warn!(component = component_id, error = %err, "could not cache compiled component");
+            }
+        }
+        Ok((component, CompileOutcome::Compiled))
+    }
+
+    fn load_artifact(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        artifact: &Path,
+    ) -> Option<Component> {
+        let bytes = std::fs::read(artifact).ok()?;
+        let expected = std::fs::read_to_string(sidecar(artifact)).ok()?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if expected.trim() != actual {
+            tracing::warn!(
+                component = component_id,
+                artifact = %artifact.display(),
+                "compiled artifact failed its checksum; recompiling"
+            );
+            let _ = std::fs::remove_file(artifact);
+            return None;
+        }
+        // SAFETY: the bytes were produced by `Component::serialize` on an engine with the same
+        // compatibility hash (it is part of the directory name), written atomically by this cache,
+        // and match the checksum written alongside them.
+        match unsafe { Component::deserialize(engine, &bytes) } {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(component = component_id, error = %crate::chain(&err), "discarding unusable compiled artifact");
+                let _ = std::fs::remove_file(artifact);
+                None
+            }
+        }
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn sidecar(artifact: &Path) -> PathBuf {
+    artifact.with_extension("cwasm.sha256")
+}
+
+fn store_artifact(dir: &Path, hex: &str, component: &Component) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(crate::chain(&e)))?;
+    let artifact = dir.join(format!("{hex}.cwasm"));
+    // Sidecar first: an artifact without a matching sidecar is never loaded.
+    write_atomic(
+        &sidecar(&artifact),
+        hex::encode(Sha256::digest(&bytes)).as_bytes(),
+    )?;
+    write_atomic(&artifact, &bytes)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAT: &str = r#"(component (core module (func (export "f"))))"#;
+
+    fn engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        Engine::new(&config).expect("engine")
+    }
+
+    #[test]
+    fn compiles_once_then_loads_from_disk_and_survives_corruption() {
+        let engine = engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm = wat_bytes();
+        let wasm_path = dir.path().join("c.wasm");
+        std::fs::write(&wasm_path, &wasm).expect("write wasm");
+        let cache = CompileCache::new(dir.path(), &engine);
+
+        let (_, first) = cache
+            .load(&engine, "c", &wasm_path, None)
+            .expect("first load");
+        assert_eq!(first, CompileOutcome::Compiled);
+        let (_, second) = cache
+            .load(&engine, "c", &wasm_path, None)
+            .expect("second load");
+        assert_eq!(second, CompileOutcome::Cached);
+
+        // Corrupt the artifact: it must be detected and recompiled, never deserialised.
+        let hex = hex::encode(Sha256::digest(&wasm));
+        let artifact = cache
+            .dir
+            .as_ref()
+            .expect("dir")
+            .join(format!("{hex}.cwasm"));
+        let mut bytes = std::fs::read(&artifact).expect("artifact");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&artifact, bytes).expect("corrupt");
+        let (_, third) = cache
+            .load(&engine, "c", &wasm_path, None)
+            .expect("third load");
+        assert_eq!(third, CompileOutcome::Compiled);
+    }
+
+    #[test]
+    fn missing_wasm_names_the_component_and_path() {
+        let engine = engine();
+        let err = CompileCache::disabled()
+            .load(&engine, "web", Path::new("/nonexistent/x.wasm"), None)
+            .expect_err("must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`web`") && msg.contains("/nonexistent/x.wasm"),
+            "{msg}"
+        );
+    }
+
+    fn wat_bytes() -> Vec<u8> {
+        // Compile from text once so the test needs no checked-in binary.
+        let engine = engine();
+        Component::new(&engine, WAT).expect("wat");
+        wat_to_binary(WAT)
+    }
+
+    fn wat_to_binary(text: &str) -> Vec<u8> {
+        wat::parse_str(text).expect("parse wat")
+    }
+}

@@ -1,0 +1,251 @@
+//! The one wasmtime [`Engine`] shared by every app in the process, and the [`Linker`] of host
+//! interfaces lepton provides to components.
+//!
+//! Tuning choices, and why:
+//! - **Pooling allocator** with copy-on-write memory images: instantiation per request becomes a
+//!   slot reuse instead of fresh `mmap`s. Enabled when the machine lets us reserve the pool's
+//!   virtual address space; otherwise we fall back to on-demand allocation and log which one is in
+//!   use. `LEPTON_POOLING=0|1` forces the choice.
+//! - **Keep-resident** sizes: on the virtual machines we run on, per-request `madvise`/`munmap`
+//!   (and the TLB-shootdown IPIs they cause) dominated `wasmtime serve` profiles. Keeping the first
+//!   pages of each linear memory and table resident means those are reset with `memset` instead.
+//!   The defaults match Spin's (2 MiB of memory, 512 KiB of tables) and are overridable with
+//!   `LEPTON_KEEP_RESIDENT_MEMORY` / `LEPTON_KEEP_RESIDENT_TABLE` so `bench/` can tune them.
+//! - **Epoch interruption** with a 10 ms tick: every store yields to the async executor at each
+//!   tick, so one busy guest cannot monopolise a runtime thread; later request deadlines are a
+//!   count of ticks.
+//! - wasmtime's own compilation cache is off: [`crate::CompileCache`] keys artifacts by the
+//!   component's content digest instead of hashing the bytes again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::RuntimeError;
+use crate::host::HostState;
+
+/// How often the epoch advances. Deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Whether to use the pooling instance allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolingMode {
+    /// Use it when the machine allows reserving its address space, else fall back.
+    #[default]
+    Auto,
+    /// Require it; fail if it cannot be set up.
+    On,
+    /// Never use it.
+    Off,
+}
+
+impl PoolingMode {
+    /// Read `LEPTON_POOLING` (`0`/`1`/`auto`); anything unset or unrecognised is `Auto`.
+    pub fn from_env() -> Self {
+        match std::env::var("LEPTON_POOLING").as_deref() {
+            Ok("0") | Ok("off") | Ok("false") => Self::Off,
+            Ok("1") | Ok("on") | Ok("true") => Self::On,
+            _ => Self::Auto,
+        }
+    }
+}
+
+/// Settings for [`RuntimeEngine::new`].
+#[derive(Debug, Clone)]
+pub struct RuntimeEngineConfig {
+    /// Pooling allocator choice.
+    pub pooling: PoolingMode,
+    /// How many instances (and so memories, stacks) the pool holds at once.
+    pub max_instances: u32,
+    /// Bytes of each linear memory kept resident between instances.
+    pub keep_resident_memory: usize,
+    /// Bytes of each table kept resident between instances.
+    pub keep_resident_table: usize,
+}
+
+impl Default for RuntimeEngineConfig {
+    fn default() -> Self {
+        Self {
+            pooling: PoolingMode::from_env(),
+            max_instances: env_u32("LEPTON_MAX_INSTANCES").unwrap_or(1000),
+            keep_resident_memory: env_usize("LEPTON_KEEP_RESIDENT_MEMORY").unwrap_or(2 << 20),
+            keep_resident_table: env_usize("LEPTON_KEEP_RESIDENT_TABLE").unwrap_or(512 << 10),
+        }
+    }
+}
+
+fn env_u32(name: &str) -> Option<u32> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// The process-wide engine, its linker, and the thread that advances epochs.
+pub struct RuntimeEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    pooling: bool,
+    ticker: EpochTicker,
+}
+
+impl RuntimeEngine {
+    /// Build the engine (trying the pooling allocator first if allowed) and its linker.
+    pub fn new(config: &RuntimeEngineConfig) -> Result<Self, RuntimeError> {
+        let (engine, pooling) = match config.pooling {
+            PoolingMode::Off => (build_engine(config, false)?, false),
+            PoolingMode::On => (build_engine(config, true)?, true),
+            PoolingMode::Auto => match build_engine(config, true) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        "pooling allocator unavailable on this machine; using on-demand allocation"
+                    );
+                    (build_engine(config, false)?, false)
+                }
+            },
+        };
+        if pooling {
+            tracing::info!(
+                max_instances = config.max_instances,
+                keep_resident_memory = config.keep_resident_memory,
+                "wasmtime engine: pooling allocator with copy-on-write memory images"
+            );
+        } else {
+            tracing::info!("wasmtime engine: on-demand instance allocation");
+        }
+        let linker = Arc::new(crate::host::build_linker(&engine)?);
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            pooling,
+            ticker,
+        })
+    }
+
+    /// The shared engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker holding every host interface lepton provides.
+    pub fn linker(&self) -> &Arc<Linker<HostState>> {
+        &self.linker
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Stop the epoch thread (also done on drop).
+    pub fn shutdown(&mut self) {
+        self.ticker.stop();
+    }
+}
+
+fn build_engine(config: &RuntimeEngineConfig, pooling: bool) -> Result<Engine, RuntimeError> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .cache(None);
+    if pooling {
+        let n = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_memories(n)
+            .total_stacks(n)
+            .total_tables(n.saturating_mul(2))
+            .total_core_instances(n.saturating_mul(4))
+            .table_elements(100_000)
+            .max_component_instance_size(10 << 20)
+            .max_core_instance_size(10 << 20)
+            .max_core_instances_per_component(200)
+            .max_memories_per_component(32)
+            .max_tables_per_component(64)
+            .max_memories_per_module(2)
+            .max_tables_per_module(2)
+            .max_memory_size(4 << 30)
+            .linear_memory_keep_resident(config.keep_resident_memory)
+            .table_keep_resident(config.keep_resident_table);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&wasm).map_err(|e| RuntimeError::Engine(crate::chain(&e)))
+}
+
+/// A thread that calls [`Engine::increment_epoch`] every [`EPOCH_TICK`].
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("lepton-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, handle }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_demand_engine_builds() {
+        let config = RuntimeEngineConfig {
+            pooling: PoolingMode::Off,
+            ..RuntimeEngineConfig::default()
+        };
+        let engine = RuntimeEngine::new(&config).expect("engine");
+        assert!(!engine.pooling());
+    }
+
+    #[test]
+    fn auto_mode_yields_a_working_engine() {
+        let config = RuntimeEngineConfig {
+            pooling: PoolingMode::Auto,
+            max_instances: 16,
+            ..RuntimeEngineConfig::default()
+        };
+        let engine = RuntimeEngine::new(&config).expect("engine");
+        // A component with no imports must compile and link on whichever allocator was chosen.
+        let component = wasmtime::component::Component::new(engine.engine(), "(component)")
+            .expect("compile empty component");
+        engine
+            .linker()
+            .instantiate_pre(&component)
+            .expect("instantiate_pre");
+    }
+}

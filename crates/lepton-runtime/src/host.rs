@@ -1,0 +1,95 @@
+//! The per-store host state ([`HostState`]) and the linker of host interfaces lepton provides.
+//!
+//! Each request gets a fresh store whose data is a `HostState`: the component's WASI context
+//! (environment, read-only files at `/`, captured stdio), the wasi-http context, and the resource
+//! table they share. Capabilities added later (variables, key-value, SQLite, outbound policy) each
+//! add one field here and one `add_to_linker` call in [`build_linker`].
+
+use wasmtime::Engine;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::RuntimeError;
+
+/// The data of every request's [`wasmtime::Store`].
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) hooks: OutboundHttpHooks,
+}
+
+impl HostState {
+    /// The wasi-http view; a plain `fn` so it can be handed to wasi-http's request handler.
+    pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.http_view()
+    }
+}
+
+/// Outbound HTTP policy hooks.
+///
+/// Until `allowed_outbound_hosts` is enforced, lepton behaves as Spin does for a component that
+/// lists no allowed hosts: every outbound request is denied with `HttpRequestDenied`.
+#[derive(Default)]
+pub struct OutboundHttpHooks;
+
+impl WasiHttpHooks for OutboundHttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::debug!(uri = %request.uri(), "outbound HTTP request denied (no allowed hosts)");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Build the linker with every interface lepton provides today: WASI 0.2 and 0.3 (cli, clocks,
+/// filesystem, io, random, sockets — network access stays denied by the WASI context) and
+/// wasi:http 0.2 and 0.3. Components importing anything else fail at load, naming the interface.
+pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
+    let mut linker = Linker::<HostState>::new(engine);
+    let link = |interface: &'static str| {
+        move |e: wasmtime::Error| RuntimeError::Linker {
+            interface,
+            reason: crate::chain(&e),
+        }
+    };
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link("wasi@0.2"))?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link("wasi@0.3"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(link("wasi:http@0.2"))?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
+    Ok(linker)
+}

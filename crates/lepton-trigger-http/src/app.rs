@@ -1,0 +1,365 @@
+//! One app's HTTP request handling: Spin's reserved `/.well-known/spin/` paths, routing, the
+//! `spin-*` headers, static responses, and dispatch to the component executors.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use lepton_app::LockedApp;
+use lepton_runtime::RuntimeApp;
+use serde::Deserialize;
+use wasmtime_wasi_http::WasiBody;
+
+use crate::TriggerError;
+use crate::executor::{ComponentExecutor, executor};
+use crate::headers::SpinHeaders;
+use crate::router::{Route, RouteTarget, Router};
+
+const WELL_KNOWN: &str = "/.well-known/spin/";
+
+/// `trigger_config` of an HTTP trigger (Spin's `deny_unknown_fields` shape).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpTriggerConfig {
+    route: RouteConfig,
+    #[serde(default)]
+    component: Option<String>,
+    #[serde(default)]
+    static_response: Option<StaticResponseConfig>,
+    #[serde(default)]
+    executor: Option<ExecutorConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RouteConfig {
+    Route(String),
+    Private { private: bool },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ExecutorConfig {
+    #[serde(alias = "spin")]
+    Http,
+    Wagi {
+        #[serde(default)]
+        #[allow(dead_code)]
+        argv: Option<String>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        entrypoint: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticResponseConfig {
+    #[serde(default)]
+    status_code: Option<u16>,
+    #[serde(default)]
+    headers: HashMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+struct StaticResponse {
+    status: StatusCode,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+/// Everything needed to serve one app version over HTTP.
+pub struct HttpApp {
+    name: Arc<str>,
+    router: Router,
+    executors: HashMap<String, ComponentExecutor>,
+    statics: Vec<StaticResponse>,
+    info: Bytes,
+}
+
+impl HttpApp {
+    /// Validate `locked`'s HTTP triggers against its prepared components and build the app.
+    pub fn new(name: &str, locked: &LockedApp, runtime: &RuntimeApp) -> Result<Self, TriggerError> {
+        let err = |trigger: &str, reason: String| TriggerError::Trigger {
+            trigger: trigger.to_string(),
+            reason,
+        };
+        check_base(locked)?;
+        if locked
+            .host_requirements
+            .contains_key("local_service_chaining")
+        {
+            return Err(TriggerError::Unsupported(
+                "the app requires local service chaining (`*.spin.internal` outbound hosts), which lepton does not support yet".into(),
+            ));
+        }
+        let app_name: Arc<str> = name.into();
+        let mut routes = Vec::new();
+        let mut statics = Vec::new();
+        let mut executors = HashMap::new();
+        for trigger in &locked.triggers {
+            if trigger.trigger_type != "http" {
+                return Err(err(
+                    &trigger.id,
+                    format!(
+                        "trigger type `{}` is not supported; lepton serves HTTP triggers",
+                        trigger.trigger_type
+                    ),
+                ));
+            }
+            let config: HttpTriggerConfig = serde_json::from_value(trigger.trigger_config.clone())
+                .map_err(|e| err(&trigger.id, format!("invalid trigger_config: {e}")))?;
+            if let Some(ExecutorConfig::Wagi { .. }) = config.executor {
+                return Err(err(
+                    &trigger.id,
+                    "the WAGI executor is not supported yet".into(),
+                ));
+            }
+            let target = match (config.component, config.static_response) {
+                (Some(component), None) => {
+                    let prepared = runtime.component(&component).ok_or_else(|| {
+                        err(
+                            &trigger.id,
+                            format!(
+                                "refers to component `{component}`, which the app does not define"
+                            ),
+                        )
+                    })?;
+                    executors
+                        .entry(component.clone())
+                        .or_insert_with(|| executor(app_name.clone(), prepared.clone()));
+                    RouteTarget::Component(component)
+                }
+                (None, Some(s)) => {
+                    statics.push(static_response(&trigger.id, s)?);
+                    RouteTarget::Static(statics.len() - 1)
+                }
+                _ => {
+                    return Err(err(
+                        &trigger.id,
+                        "exactly one of `component` or `static_response` must be set".into(),
+                    ));
+                }
+            };
+            match config.route {
+                RouteConfig::Route(raw) => {
+                    if raw.starts_with(WELL_KNOWN) {
+                        tracing::warn!(app = name, route = %raw, "routes under /.well-known/spin/ are reserved and never reached");
+                    }
+                    routes.push(
+                        Route::parse(&raw, target).map_err(|e| err(&trigger.id, e.to_string()))?,
+                    );
+                }
+                RouteConfig::Private { private: true } => {}
+                RouteConfig::Private { private: false } => {
+                    return Err(err(
+                        &trigger.id,
+                        "`route = { private = false }` is not allowed; use a route string".into(),
+                    ));
+                }
+            }
+        }
+        let (router, replaced) = Router::new(routes);
+        for (raw, _) in replaced {
+            tracing::error!(app = name, route = %raw, "duplicate route: the last trigger with this route wins");
+        }
+        Ok(Self {
+            name: app_name,
+            router,
+            executors,
+            statics,
+            info: info_json(locked),
+        })
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The app's router (for listing routes at startup).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Handle one request that arrived on a listener speaking `scheme` from `client`.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        scheme: &str,
+        client: SocketAddr,
+    ) -> Response<WasiBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let path = req.uri().path().to_string();
+        if let Some(rest) = path.strip_prefix(WELL_KNOWN) {
+            return match rest {
+                "health" => text(StatusCode::OK, "OK"),
+                "info" => {
+                    let mut res = full(StatusCode::OK, self.info.clone());
+                    res.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    res
+                }
+                _ => empty(StatusCode::NOT_FOUND),
+            };
+        }
+        let Some(m) = self.router.route(&path) else {
+            return empty(StatusCode::NOT_FOUND);
+        };
+        let (mut parts, body) = req.into_parts();
+        let host_header = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let uri_authority = parts.uri.authority().map(|a| a.as_str().to_string());
+        let authority = match (&host_header, &uri_authority) {
+            (Some(h), Some(u)) if h != u => {
+                tracing::debug!(app = %self.name, host = %h, uri = %u, "Host header disagrees with the request URI");
+                return empty(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            (Some(h), _) => h.clone(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => {
+                tracing::debug!(app = %self.name, "request has neither a Host header nor an absolute URI");
+                return empty(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        };
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let full_url_host = host_header.as_deref().unwrap_or("localhost");
+        let spin = SpinHeaders::new(&m, scheme, full_url_host, &path_and_query, client);
+
+        let component = match m.target {
+            RouteTarget::Static(i) => return self.static_response(*i),
+            RouteTarget::Component(c) => c.clone(),
+        };
+        let Ok(uri) = Uri::builder()
+            .scheme(scheme)
+            .authority(authority.as_str())
+            .path_and_query(path_and_query.as_str())
+            .build()
+        else {
+            return empty(StatusCode::BAD_REQUEST);
+        };
+        parts.uri = uri;
+        parts.headers.remove(header::CONNECTION);
+        if authority.ends_with(".spin.internal") {
+            parts.headers.remove(header::HOST);
+        }
+        spin.apply(&mut parts.headers);
+        let req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+
+        let Some(executor) = self.executors.get(&component) else {
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        match executor.handle((), req).await {
+            Ok(res) => res,
+            Err(err) => {
+                tracing::error!(app = %self.name, component = %component, error = %format!("{err:#}"), "request failed");
+                empty(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    fn static_response(&self, i: usize) -> Response<WasiBody> {
+        let Some(s) = self.statics.get(i) else {
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        let mut res = full(s.status, s.body.clone());
+        for (k, v) in &s.headers {
+            res.headers_mut().append(k.clone(), v.clone());
+        }
+        res
+    }
+}
+
+fn check_base(locked: &LockedApp) -> Result<(), TriggerError> {
+    let base = locked
+        .metadata
+        .get("triggers")
+        .and_then(|t| t.get("http"))
+        .and_then(|h| h.get("base"))
+        .or_else(|| locked.metadata.get("trigger").and_then(|t| t.get("base")));
+    match base.and_then(|b| b.as_str()) {
+        None => Ok(()),
+        Some("/") => {
+            tracing::warn!("the HTTP trigger `base` setting is deprecated and ignored");
+            Ok(())
+        }
+        Some(other) => Err(TriggerError::Unsupported(format!(
+            "the HTTP trigger `base` setting is deprecated; only \"/\" is accepted, found {other:?}"
+        ))),
+    }
+}
+
+fn static_response(trigger: &str, s: StaticResponseConfig) -> Result<StaticResponse, TriggerError> {
+    let err = |reason: String| TriggerError::Trigger {
+        trigger: trigger.to_string(),
+        reason,
+    };
+    let status = StatusCode::from_u16(s.status_code.unwrap_or(200)).map_err(|_| {
+        err(format!(
+            "static_response.status_code {:?} is not a valid HTTP status",
+            s.status_code
+        ))
+    })?;
+    let mut headers = Vec::new();
+    for (k, v) in s.headers {
+        let name = http::HeaderName::try_from(k.as_str())
+            .map_err(|_| err(format!("static_response header name {k:?} is invalid")))?;
+        let value = HeaderValue::try_from(v.as_str())
+            .map_err(|_| err(format!("static_response header {k:?} has an invalid value")))?;
+        headers.push((name, value));
+    }
+    Ok(StaticResponse {
+        status,
+        headers,
+        body: Bytes::from(s.body.unwrap_or_default()),
+    })
+}
+
+fn info_json(locked: &LockedApp) -> Bytes {
+    let mut info = serde_json::Map::new();
+    let meta = |k: &str| locked.metadata.get(k).filter(|v| !v.is_null()).cloned();
+    info.insert("name".into(), meta("name").unwrap_or_else(|| "".into()));
+    if let Some(v) = meta("version") {
+        info.insert("version".into(), v);
+    }
+    if let Some(v) = meta("oci_image_digest") {
+        info.insert("oci_image_digest".into(), v);
+    }
+    Bytes::from(serde_json::to_vec_pretty(&info).unwrap_or_default())
+}
+
+fn full(status: StatusCode, body: Bytes) -> Response<WasiBody> {
+    let mut res = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = status;
+    res
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
+    full(status, Bytes::from_static(body.as_bytes()))
+}
+
+/// An empty-bodied response, as Spin sends for 404s and executor errors.
+pub fn empty(status: StatusCode) -> Response<WasiBody> {
+    full(status, Bytes::new())
+}

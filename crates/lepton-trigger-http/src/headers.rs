@@ -1,0 +1,155 @@
+//! The `spin-*` request headers, exactly as Spin sets them (facts sheet §3.3).
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::router::RouteMatch;
+
+/// `spin-full-url`.
+pub const FULL_URL: &str = "spin-full-url";
+/// `spin-path-info`.
+pub const PATH_INFO: &str = "spin-path-info";
+/// `spin-matched-route`.
+pub const MATCHED_ROUTE: &str = "spin-matched-route";
+/// `spin-base-path`.
+pub const BASE_PATH: &str = "spin-base-path";
+/// `spin-raw-component-route`.
+pub const RAW_COMPONENT_ROUTE: &str = "spin-raw-component-route";
+/// `spin-component-route`.
+pub const COMPONENT_ROUTE: &str = "spin-component-route";
+/// `spin-client-addr`.
+pub const CLIENT_ADDR: &str = "spin-client-addr";
+/// Prefix of `spin-path-match-<name>`.
+pub const PATH_MATCH_PREFIX: &str = "spin-path-match-";
+
+/// The values Spin derives for one routed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinHeaders {
+    values: Vec<(String, String)>,
+}
+
+impl SpinHeaders {
+    /// Compute the headers for `m`, a request for `path_and_query` with authority `host` arriving
+    /// from `client` on a listener speaking `scheme`.
+    pub fn new(
+        m: &RouteMatch<'_>,
+        scheme: &str,
+        host: &str,
+        path_and_query: &str,
+        client: SocketAddr,
+    ) -> Self {
+        let component_route = m.raw_route.strip_suffix("/...").unwrap_or(m.raw_route);
+        let mut values = vec![
+            (
+                FULL_URL.to_string(),
+                format!("{scheme}://{host}{path_and_query}"),
+            ),
+            (PATH_INFO.to_string(), m.path_info.clone()),
+            (MATCHED_ROUTE.to_string(), m.based_route.to_string()),
+            (BASE_PATH.to_string(), "/".to_string()),
+            (RAW_COMPONENT_ROUTE.to_string(), m.raw_route.to_string()),
+            (COMPONENT_ROUTE.to_string(), component_route.to_string()),
+            (CLIENT_ADDR.to_string(), client.to_string()),
+        ];
+        for (name, value) in &m.captures {
+            values.push((path_match_header(name), value.clone()));
+        }
+        Self { values }
+    }
+
+    /// The header (name, value) pairs.
+    pub fn values(&self) -> &[(String, String)] {
+        &self.values
+    }
+
+    /// Set these headers on `headers`, replacing any client-supplied value of the same name so
+    /// the guest sees exactly one of each.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.values {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) else {
+                // Only a capture name outside the header-name alphabet can get here; Spin cannot
+                // express it either, so the header is skipped rather than failing the request.
+                tracing::debug!(header = %name, "skipping spin header that is not a valid HTTP header");
+                continue;
+            };
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// `:path_segment` → `spin-path-match-path-segment` (uppercased, then header-normalised).
+fn path_match_header(name: &str) -> String {
+    let normalised: String = name
+        .to_uppercase()
+        .chars()
+        .map(|c| if c == '_' { '-' } else { c })
+        .collect();
+    format!("{PATH_MATCH_PREFIX}{}", normalised.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::{Route, RouteTarget, Router};
+
+    #[test]
+    fn conformance_request_shape_headers() {
+        let (router, _) = Router::new([Route::parse(
+            "/base/:path_segment/:path_end/...",
+            RouteTarget::Component("c".into()),
+        )
+        .expect("route")]);
+        let m = router.route("/base/path/end/rest").expect("match");
+        let headers = SpinHeaders::new(
+            &m,
+            "http",
+            "example.com",
+            "/base/path/end/rest?key=value",
+            "127.0.0.1:5555".parse().expect("addr"),
+        );
+        let get = |n: &str| {
+            headers
+                .values()
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get(FULL_URL),
+            Some("http://example.com/base/path/end/rest?key=value")
+        );
+        assert_eq!(get(PATH_INFO), Some("/rest"));
+        assert_eq!(
+            get(MATCHED_ROUTE),
+            Some("/base/:path_segment/:path_end/...")
+        );
+        assert_eq!(
+            get(RAW_COMPONENT_ROUTE),
+            Some("/base/:path_segment/:path_end/...")
+        );
+        assert_eq!(get(COMPONENT_ROUTE), Some("/base/:path_segment/:path_end"));
+        assert_eq!(get(BASE_PATH), Some("/"));
+        assert_eq!(get(CLIENT_ADDR), Some("127.0.0.1:5555"));
+        assert_eq!(get("spin-path-match-path-segment"), Some("path"));
+        assert_eq!(get("spin-path-match-path-end"), Some("end"));
+        assert_eq!(headers.values().len(), 9);
+    }
+
+    #[test]
+    fn apply_replaces_client_supplied_spin_headers() {
+        let (router, _) =
+            Router::new([Route::parse("/...", RouteTarget::Component("c".into())).expect("r")]);
+        let m = router.route("/x").expect("m");
+        let mut map = HeaderMap::new();
+        map.insert(PATH_INFO, HeaderValue::from_static("forged"));
+        SpinHeaders::new(&m, "http", "h", "/x", "127.0.0.1:1".parse().expect("a")).apply(&mut map);
+        assert_eq!(map.get_all(PATH_INFO).iter().count(), 1);
+        assert_eq!(map.get(PATH_INFO).expect("h"), "/x");
+        assert_eq!(map.get(COMPONENT_ROUTE).expect("h"), "");
+        assert_eq!(map.get(MATCHED_ROUTE).expect("h"), "/...");
+    }
+}

@@ -1,0 +1,95 @@
+//! The HTTP listener: accepts connections on one address and serves each request with whatever
+//! [`HttpApp`] version is current at that moment.
+//!
+//! The current app lives in a `watch` channel so a supervisor can swap versions without touching
+//! the listener: new requests see the new version at once, while in-flight requests keep the
+//! `Arc` of the version they started with until they finish. Binding is separate from serving so
+//! every address is claimed (and every bind error reported) before any app starts answering.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::HttpApp;
+
+/// A bound, not yet serving, listener.
+pub struct HttpListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl HttpListener {
+    /// Bind `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve until `shutdown` becomes `true`, then stop accepting and give in-flight connections
+    /// up to `drain` to finish.
+    pub async fn serve(
+        self,
+        app: watch::Receiver<Arc<HttpApp>>,
+        mut shutdown: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let (stream, client) = match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(addr = %self.local_addr, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = service_fn(move |req: hyper::Request<Incoming>| {
+                let current = app.borrow().clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(current.handle(req, "http", client).await)
+                }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    tracing::debug!(client = %client, error = %err, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(addr = %self.local_addr, "drain timed out; closing remaining connections");
+        }
+    }
+}
