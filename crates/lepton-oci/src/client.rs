@@ -1,0 +1,208 @@
+//! A registry session for one reference: transport (HTTP for loopback/insecure registries,
+//! HTTPS otherwise), Docker credentials, and the raw operations push/pull need.
+
+use std::net::IpAddr;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use tracing::debug;
+
+use crate::RegistryOptions;
+use crate::error::OciError;
+use crate::media::{DOCKER_MANIFEST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+
+/// An authenticated connection to the registry of one reference.
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) reference: Reference,
+    /// `reference.whole()`, for messages.
+    pub(crate) name: String,
+    /// Credentials (already stored in the client; kept for calls that take them).
+    pub(crate) auth: RegistryAuth,
+}
+
+impl Session {
+    /// Connects and authenticates for `op`. Transport failures are reported as
+    /// [`OciError::Registry`]; use [`is_unreachable`] to tell them apart.
+    pub(crate) async fn connect(
+        reference: &Reference,
+        opts: &RegistryOptions,
+        op: RegistryOperation,
+    ) -> Result<Session, OciError> {
+        let registry = reference
+            .resolve_registry()
+            .trim_end_matches('/')
+            .to_string();
+        let config = ClientConfig {
+            protocol: protocol_for(&registry, opts),
+            ..Default::default()
+        };
+        let client = Client::new(config);
+        let auth = credentials(registry.clone()).await;
+        let session = Session {
+            client,
+            reference: reference.clone(),
+            name: reference.whole(),
+            auth,
+        };
+        session
+            .client
+            .auth(reference, &session.auth, op)
+            .await
+            .map_err(|e| session.err(e))?;
+        Ok(session)
+    }
+
+    pub(crate) fn err(&self, source: OciDistributionError) -> OciError {
+        OciError::Registry {
+            reference: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Fetches the raw manifest bytes (image manifests only).
+    pub(crate) async fn manifest_bytes(&self) -> Result<bytes::Bytes, OciError> {
+        let (body, _digest) = self
+            .client
+            .pull_manifest_raw(
+                &self.reference,
+                &self.auth,
+                &[OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(body)
+    }
+
+    /// Opens a blob download stream.
+    pub(crate) async fn blob_stream(
+        &self,
+        desc: &OciDescriptor,
+    ) -> Result<oci_client::client::SizedStream, OciError> {
+        self.client
+            .pull_blob_stream(&self.reference, desc)
+            .await
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Whether an error means the registry could not be reached at all (vs. it answered with an
+/// error), in which case the cache may be used instead.
+pub(crate) fn is_unreachable(err: &OciError) -> bool {
+    match err {
+        OciError::Registry { source, .. } => match source {
+            OciDistributionError::RequestError(e) => {
+                e.is_connect() || e.is_timeout() || e.is_request()
+            }
+            OciDistributionError::IoError(_) => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Plain HTTP for loopback and insecure registries, HTTPS otherwise.
+fn protocol_for(registry: &str, opts: &RegistryOptions) -> ClientProtocol {
+    if opts.insecure_all {
+        return ClientProtocol::Http;
+    }
+    let host = host_of(registry);
+    let insecure = is_loopback(host)
+        || opts
+            .insecure_registries
+            .iter()
+            .map(|r| r.trim_end_matches('/'))
+            .any(|r| r == registry || r == host);
+    if insecure {
+        ClientProtocol::HttpsExcept(vec![registry.to_string()])
+    } else {
+        ClientProtocol::HttpsExcept(Vec::new())
+    }
+}
+
+/// The host part of `host[:port]` / `[v6][:port]`.
+fn host_of(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match registry.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Docker credentials for `registry` (config.json, credsStore, credHelpers), else anonymous.
+async fn credentials(registry: String) -> RegistryAuth {
+    let lookup = registry.clone();
+    let found =
+        tokio::task::spawn_blocking(move || docker_credential::get_credential(&lookup)).await;
+    match found {
+        Ok(Ok(docker_credential::DockerCredential::UsernamePassword(user, pass))) => {
+            debug!(%registry, "using Docker credentials");
+            RegistryAuth::Basic(user, pass)
+        }
+        Ok(Ok(docker_credential::DockerCredential::IdentityToken(_))) => {
+            debug!(%registry, "Docker identity tokens are not supported; using anonymous access");
+            RegistryAuth::Anonymous
+        }
+        Ok(Err(e)) => {
+            debug!(%registry, error = %e, "no Docker credentials; using anonymous access");
+            RegistryAuth::Anonymous
+        }
+        Err(e) => {
+            debug!(%registry, error = %e, "credential lookup failed; using anonymous access");
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_use_http() {
+        let opts = RegistryOptions::default();
+        for r in [
+            "localhost:5000",
+            "127.0.0.1:41234",
+            "127.3.2.1",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(
+                matches!(protocol_for(r, &opts), ClientProtocol::HttpsExcept(ref v) if v == &vec![r.to_string()]),
+                "{r}"
+            );
+        }
+        assert!(
+            matches!(protocol_for("ghcr.io", &opts), ClientProtocol::HttpsExcept(ref v) if v.is_empty())
+        );
+        let opts = RegistryOptions {
+            insecure_registries: vec!["myreg.lan".into()],
+            insecure_all: false,
+        };
+        assert!(
+            matches!(protocol_for("myreg.lan:5000", &opts), ClientProtocol::HttpsExcept(ref v) if v.len() == 1)
+        );
+        let all = RegistryOptions {
+            insecure_all: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            protocol_for("ghcr.io", &all),
+            ClientProtocol::Http
+        ));
+    }
+}

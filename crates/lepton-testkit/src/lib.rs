@@ -1,0 +1,30 @@
+//! Test helpers shared by lepton's integration tests (dev-only).
+//!
+//! - [`TestRegistry`]: a real `docker-registry` (distribution v2) on a free `127.0.0.1` port with
+//!   filesystem storage in a temp dir; it can be stopped and restarted on the same port/storage.
+//! - [`http_get`]: a tiny blocking HTTP/1.0 GET over `std::net::TcpStream`, enough to inspect a
+//!   registry without pulling in an HTTP client.
+//! - [`free_port`], [`repo_root`].
+
+mod http;
+mod registry;
+
+pub use http::{HttpResponse, http_get};
+pub use registry::TestRegistry;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// Returns a currently free TCP port on 127.0.0.1 (bind to :0, read the port, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().nth(2).map(PathBuf::from).unwrap_or(here)
+}
