@@ -2,6 +2,7 @@
 //! HTTPS otherwise), Docker credentials, and the raw operations push/pull need.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -13,6 +14,10 @@ use tracing::debug;
 use crate::RegistryOptions;
 use crate::error::OciError;
 use crate::media::{DOCKER_MANIFEST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-read (not whole-transfer) timeout.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An authenticated connection to the registry of one reference.
 pub(crate) struct Session {
@@ -38,6 +43,9 @@ impl Session {
             .to_string();
         let config = ClientConfig {
             protocol: protocol_for(&registry, opts),
+            // Bounded so a dead or hung registry turns into a cache fallback, not a hang.
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             ..Default::default()
         };
         let client = Client::new(config);
