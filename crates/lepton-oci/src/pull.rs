@@ -123,8 +123,12 @@ pub(crate) async fn fetch(cache: &OciCache, session: &Session) -> Result<Fetched
         .iter()
         .filter(|l| l.media_type != SPIN_APPLICATION_MEDIA_TYPE)
         .collect();
-    let mut verified: HashSet<String> = futures::stream::iter(layers.iter().copied())
-        .map(|desc| ensure_layer(cache, session, desc, &progress))
+    // Owned descriptors: a future borrowing the closure's argument is not `Send` for every
+    // lifetime, which callers spawning `load` on a multi-threaded runtime need.
+    let progress_ref = &progress;
+    let owned: Vec<OciDescriptor> = layers.iter().map(|d| (*d).clone()).collect();
+    let mut verified: HashSet<String> = futures::stream::iter(owned)
+        .map(|desc| async move { ensure_layer(cache, session, &desc, progress_ref).await })
         .buffer_unordered(PARALLEL_BLOBS)
         .try_collect()
         .await?;

@@ -225,12 +225,13 @@ fn file_url_path(component: &str, source: Option<&str>) -> Result<PathBuf, Runti
         component: component.to_string(),
         source_url: source.unwrap_or("<none>").to_string(),
     };
-    let url = source.ok_or_else(bad)?;
-    let path = url.strip_prefix("file://").ok_or_else(bad)?;
-    if !path.starts_with('/') {
+    let path = source
+        .and_then(lepton_app::file_url::to_path)
+        .ok_or_else(bad)?;
+    if !path.is_absolute() {
         return Err(bad());
     }
-    Ok(PathBuf::from(path))
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -246,5 +247,9 @@ mod tests {
         assert!(file_url_path("c", Some("https://example.com/x.wasm")).is_err());
         assert!(file_url_path("c", Some("file://relative")).is_err());
         assert!(file_url_path("c", None).is_err());
+        assert_eq!(
+            file_url_path("c", Some("file:///with%20space/x.wasm")).expect("ok"),
+            PathBuf::from("/with space/x.wasm")
+        );
     }
 }

@@ -1,0 +1,312 @@
+//! App specs and the `lepton.json` manifest that lists them.
+//!
+//! ```json
+//! { "apps": [ { "reference": "registry/repo:tag", "address": "127.0.0.1:4001", "state_dir": "app1" } ] }
+//! ```
+//!
+//! The whole file is validated before anything listens: every problem is reported (not just the
+//! first), each naming the file, the field and the app. Relative `state_dir`s are resolved against
+//! the manifest's directory, so a manifest means the same thing from any working directory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One app the operator wants running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// A human label for logs: the `name` field, or `apps[i]`.
+    pub name: String,
+    /// The OCI reference to run.
+    pub reference: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Where its data and logs live (absolute).
+    pub state_dir: PathBuf,
+}
+
+/// A problem with a manifest; the message names the file, the field and the app.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The manifest path.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Parse {
+        /// The manifest path.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What serde said.
+        message: String,
+    },
+    /// One or more apps are invalid.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The manifest path.
+    pub file: PathBuf,
+    /// The app label (`apps[2] (name)`).
+    pub app: String,
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: `{}`: {}",
+            self.file.display(),
+            self.app,
+            self.field,
+            self.message
+        )
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} problem{} in the app manifest:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    apps: Vec<RawApp>,
+}
+
+/// The per-app JSON shape (shared with tauon's one-file-per-app directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    #[serde(default)]
+    name: Option<String>,
+    reference: String,
+    address: String,
+    state_dir: String,
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The apps, in file order.
+    pub apps: Vec<AppSpec>,
+}
+
+impl Manifest {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validate `text` as the contents of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawManifest = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let mut problems = Vec::new();
+        let mut apps = Vec::new();
+        let mut seen_addr: HashMap<SocketAddr, String> = HashMap::new();
+        let mut seen_state: HashMap<PathBuf, String> = HashMap::new();
+        let mut seen_name: HashMap<String, String> = HashMap::new();
+        for (i, app) in raw.apps.into_iter().enumerate() {
+            let label = match &app.name {
+                Some(n) => format!("apps[{i}] ({n})"),
+                None => format!("apps[{i}] ({})", app.reference),
+            };
+            let mut problem = |field, message: String| {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    app: label.clone(),
+                    field,
+                    message,
+                })
+            };
+            if let Some(n) = &app.name {
+                if n.is_empty() {
+                    problem("name", "must not be empty".into());
+                } else if let Some(other) = seen_name.insert(n.clone(), label.clone()) {
+                    problem("name", format!("`{n}` is already used by {other}"));
+                }
+            }
+            if let Err(e) = lepton_oci::parse_reference(&app.reference) {
+                problem("reference", e.to_string());
+            }
+            let address = match app.address.parse::<SocketAddr>() {
+                Ok(a) => {
+                    if let Some(other) = seen_addr.insert(a, label.clone()) {
+                        problem("address", format!("{a} is already used by {other}"));
+                    }
+                    Some(a)
+                }
+                Err(e) => {
+                    problem(
+                        "address",
+                        format!("{:?} is not an IP:port socket address ({e})", app.address),
+                    );
+                    None
+                }
+            };
+            let state_dir = if app.state_dir.is_empty() {
+                problem("state_dir", "must not be empty".into());
+                None
+            } else {
+                let dir = normalize(&base.join(&app.state_dir));
+                if let Some(other) = seen_state.insert(dir.clone(), label.clone()) {
+                    problem(
+                        "state_dir",
+                        format!(
+                            "{} is already used by {other}; apps must not share data",
+                            dir.display()
+                        ),
+                    );
+                }
+                if dir.exists() && !dir.is_dir() {
+                    problem(
+                        "state_dir",
+                        format!("{} exists and is not a directory", dir.display()),
+                    );
+                }
+                Some(dir)
+            };
+            if let (Some(address), Some(state_dir)) = (address, state_dir) {
+                let name = app
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| default_name(&app.reference, i));
+                apps.push(AppSpec {
+                    name,
+                    reference: app.reference,
+                    address,
+                    state_dir,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { apps })
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// `registry/ns/repo:tag` → `repo`, falling back to `app<i>`.
+fn default_name(reference: &str, i: usize) -> String {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    let repo = last.split(':').next().unwrap_or(last);
+    if repo.is_empty() {
+        format!("app{i}")
+    } else {
+        repo.to_string()
+    }
+}
+
+/// Make `path` absolute and drop `.` components, without touching the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    abs.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Manifest, ConfigError> {
+        Manifest::parse(Path::new("/etc/lepton/lepton.json"), json)
+    }
+
+    #[test]
+    fn valid_manifest_resolves_state_dirs_against_the_file() {
+        let m = parse(r#"{"apps":[{"reference":"127.0.0.1:5000/hello:v1","address":"127.0.0.1:4001","state_dir":"app1"}]}"#)
+            .expect("valid");
+        assert_eq!(m.apps[0].state_dir, PathBuf::from("/etc/lepton/app1"));
+        assert_eq!(m.apps[0].name, "hello");
+        assert_eq!(m.apps[0].address, "127.0.0.1:4001".parse().expect("addr"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_naming_file_field_and_app() {
+        let err = parse(
+            r#"{"apps":[
+                {"reference":"127.0.0.1:5000/a:v1","address":"127.0.0.1:4001","state_dir":"a"},
+                {"reference":"127.0.0.1:5000/b:v1","address":"127.0.0.1:4001","state_dir":"b"},
+                {"reference":"Not A Reference!","address":"nowhere","state_dir":"a"}
+            ]}"#,
+        )
+        .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(msg.contains("4 problems"), "{msg}");
+        assert!(msg.contains("/etc/lepton/lepton.json: apps[1] (127.0.0.1:5000/b:v1): `address`: 127.0.0.1:4001 is already used by apps[0]"), "{msg}");
+        assert!(
+            msg.contains("apps[2] (Not A Reference!): `reference`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("apps[2] (Not A Reference!): `address`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("apps[2] (Not A Reference!): `state_dir`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_point_at_the_line() {
+        let err = parse("{\"apps\": [\n {\"reference\": \"r/x:1\", \"adress\": \"x\"}]}")
+            .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/lepton/lepton.json: line 2"), "{msg}");
+        assert!(msg.contains("adress"), "{msg}");
+    }
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The demo, from a fresh machine: installs what is missing, builds the demo apps from apps/,
+# starts a local OCI registry (Debian's docker-registry) on 127.0.0.1, publishes the apps to it
+# with `lepton push`, and runs lepton serving them all from one lepton.json. Ctrl-C stops it all.
+#
+# Environment: DEMO_REGISTRY_PORT (default 5050), DEMO_BASE_PORT (default 4001).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+REG_PORT="${DEMO_REGISTRY_PORT:-5050}"
+BASE_PORT="${DEMO_BASE_PORT:-4001}"
+DEMO="$ROOT/target/demo"
+REG="127.0.0.1:$REG_PORT"
+
+scripts/install-deps.sh
+scripts/build-apps.sh >/dev/null
+cargo build --release --bin lepton
+LEPTON="$ROOT/target/release/lepton"
+
+mkdir -p "$DEMO/registry"
+cat >"$DEMO/registry.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $DEMO/registry
+  delete:
+    enabled: true
+http:
+  addr: $REG
+YAML
+docker-registry serve "$DEMO/registry.yml" >"$DEMO/registry.log" 2>&1 &
+REG_PID=$!
+LEPTON_PID=""
+cleanup() {
+    [ -n "$LEPTON_PID" ] && kill "$LEPTON_PID" 2>/dev/null || true
+    kill "$REG_PID" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+for _ in $(seq 1 100); do
+    curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fsS "http://$REG/v2/" >/dev/null || { echo "registry did not start; see $DEMO/registry.log"; exit 1; }
+
+apps=(hello-p2 hello-p3 routes static)
+for app in "${apps[@]}"; do
+    "$LEPTON" push "apps/$app/spin.toml" "$REG/$app:v1"
+done
+
+{
+    echo '{ "apps": ['
+    i=0
+    for app in "${apps[@]}"; do
+        port=$((BASE_PORT + i))
+        [ $i -gt 0 ] && echo ','
+        printf '  { "reference": "%s/%s:v1", "address": "127.0.0.1:%s", "state_dir": "state/%s" }' "$REG" "$app" "$port" "$app"
+        i=$((i + 1))
+    done
+    echo
+    echo '] }'
+} >"$DEMO/lepton.json"
+
+echo
+echo "lepton.json:"
+cat "$DEMO/lepton.json"
+echo
+echo "Try:"
+echo "  curl http://127.0.0.1:$BASE_PORT/                      # hello-p2 (wasi:http 0.2)"
+echo "  curl http://127.0.0.1:$((BASE_PORT + 1))/                      # hello-p3 (wasi:http 0.3)"
+echo "  curl http://127.0.0.1:$((BASE_PORT + 2))/users/7/posts/42      # routes: named segments"
+echo "  curl http://127.0.0.1:$((BASE_PORT + 3))/static/large.txt      # static files"
+echo
+"$LEPTON" "$DEMO/lepton.json" --cache-dir "$DEMO/cache" &
+LEPTON_PID=$!
+wait "$LEPTON_PID"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing (Debian packages, the guest
+# toolchain), builds the guest apps from apps/, then runs formatting, clippy and every test
+# (unit tests and end-to-end tests against a real docker-registry on loopback).
+# Fast when everything is already installed and built. `.ci/run` calls this.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+echo "==> installing dependencies (skipped when present)"
+scripts/install-deps.sh
+
+echo "==> building guest apps (apps/)"
+scripts/build-apps.sh >/dev/null
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace 2>&1

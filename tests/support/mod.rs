@@ -1,0 +1,271 @@
+//! Shared helpers for the end-to-end tests: built guest apps, pushing with the real `lepton`
+//! binary, running `lepton` as a child process, and plain HTTP over loopback.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use lepton_testkit::{TestRegistry, free_port, repo_root};
+
+/// The `lepton` binary under test.
+pub fn lepton_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lepton"))
+}
+
+/// Fail with a helpful message if the guest components have not been built.
+pub fn require_guest_builds() {
+    let out = repo_root().join("apps/target/wasm32-wasip2/release");
+    for name in ["hello_p2.wasm", "hello_p3.wasm", "fileserver.wasm"] {
+        assert!(
+            out.join(name).is_file(),
+            "{} is missing: run scripts/build-apps.sh (scripts/test.sh does) before cargo test",
+            out.join(name).display()
+        );
+    }
+}
+
+/// `lepton push <repo>/apps/<app>/spin.toml <reference>`; panics with lepton's output on failure.
+pub fn push(app: &str, reference: &str) -> String {
+    let toml = repo_root().join("apps").join(app).join("spin.toml");
+    let out = Command::new(lepton_bin())
+        .arg("push")
+        .arg(&toml)
+        .arg(reference)
+        .env("LEPTON_LOG", "warn")
+        .output()
+        .expect("run lepton push");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "lepton push {app} failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A running `lepton` process; killed on drop.
+pub struct Lepton {
+    child: Option<Child>,
+    pub stderr_path: PathBuf,
+    pub stdout_path: PathBuf,
+}
+
+impl Lepton {
+    /// Start `lepton <manifest>` with the given cache directory.
+    pub fn start(manifest: &Path, cache_dir: &Path, logs: &Path) -> Self {
+        std::fs::create_dir_all(logs).expect("log dir");
+        let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
+        let stderr_path = logs.join(format!("lepton-{n}.stderr"));
+        let stdout_path = logs.join(format!("lepton-{n}.stdout"));
+        let child = Command::new(lepton_bin())
+            .arg(manifest)
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .env("LEPTON_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn lepton");
+        Self {
+            child: Some(child),
+            stderr_path,
+            stdout_path,
+        }
+    }
+
+    /// lepton's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// lepton's stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Wait until every address answers its health check (or panic with lepton's output).
+    pub fn wait_healthy(&mut self, addrs: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        for addr in addrs {
+            loop {
+                if let Ok(res) = get(addr, "/.well-known/spin/health")
+                    && res.status == 200
+                {
+                    break;
+                }
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!(
+                        "lepton exited early ({status}) while waiting for {addr}:\n{}",
+                        self.stderr()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{addr} never became healthy:\n{}",
+                    self.stderr()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Wait for the process to exit on its own (bounded).
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().expect("child");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lepton did not exit within {within:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.as_ref().expect("child").id();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Lepton {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` on `addr`.
+pub fn get(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
+    request(addr, "GET", path, &[], b"")
+}
+
+/// Send one request with `Connection: close` and read the whole response.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk");
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad())?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err(bad());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// A free loopback address.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
