@@ -93,10 +93,10 @@ impl CompileCache {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compiled component"
         );
-        if let Some(dir) = &self.dir {
-            if let Err(err) = store_artifact(dir, &hex, &component) {
-                tracing::warn!(component = component_id, error = %err, "could not cache compiled component");
-            }
+        if let Some(dir) = &self.dir
+            && let Err(err) = store_artifact(dir, &hex, &component)
+        {
+            tracing::warn!(component = component_id, error = %err, "could not cache compiled component");
         }
         Ok((component, CompileOutcome::Compiled))
     }
@@ -225,13 +225,6 @@ mod tests {
     }
 
     fn wat_bytes() -> Vec<u8> {
-        // Compile from text once so the test needs no checked-in binary.
-        let engine = engine();
-        Component::new(&engine, WAT).expect("wat");
-        wat_to_binary(WAT)
-    }
-
-    fn wat_to_binary(text: &str) -> Vec<u8> {
-        wat::parse_str(text).expect("parse wat")
+        wat::parse_str(WAT).expect("parse wat")
     }
 }
