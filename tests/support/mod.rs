@@ -3,10 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use lepton_testkit::{TestRegistry, free_port, repo_root};
@@ -19,7 +20,12 @@ pub fn lepton_bin() -> PathBuf {
 /// Fail with a helpful message if the guest components have not been built.
 pub fn require_guest_builds() {
     let out = repo_root().join("apps/target/wasm32-wasip2/release");
-    for name in ["hello_p2.wasm", "hello_p3.wasm", "fileserver.wasm"] {
+    for name in [
+        "hello_p2.wasm",
+        "hello_p3.wasm",
+        "fileserver.wasm",
+        "kv_p2.wasm",
+    ] {
         assert!(
             out.join(name).is_file(),
             "{} is missing: run scripts/build-apps.sh (scripts/test.sh does) before cargo test",
@@ -47,6 +53,20 @@ pub fn push(app: &str, reference: &str) -> String {
     stdout
 }
 
+/// `lepton push <spin_toml> <reference>` with extra environment for the child (e.g.
+/// `DOCKER_CONFIG`); returns the output whatever the exit status.
+pub fn push_output(spin_toml: &Path, reference: &str, envs: &[(&str, &OsStr)]) -> Output {
+    Command::new(lepton_bin())
+        .arg("push")
+        .arg(spin_toml)
+        .arg(reference)
+        .env("LEPTON_LOG", "warn")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lepton push")
+}
+
 /// A running `lepton` process; killed on drop.
 pub struct Lepton {
     child: Option<Child>,
@@ -57,6 +77,16 @@ pub struct Lepton {
 impl Lepton {
     /// Start `lepton <manifest>` with the given cache directory.
     pub fn start(manifest: &Path, cache_dir: &Path, logs: &Path) -> Self {
+        Self::start_with_env(manifest, cache_dir, logs, &[])
+    }
+
+    /// [`Lepton::start`] with extra environment for the child (e.g. `DOCKER_CONFIG`).
+    pub fn start_with_env(
+        manifest: &Path,
+        cache_dir: &Path,
+        logs: &Path,
+        envs: &[(&str, &OsStr)],
+    ) -> Self {
         std::fs::create_dir_all(logs).expect("log dir");
         let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
         let stderr_path = logs.join(format!("lepton-{n}.stderr"));
@@ -66,6 +96,7 @@ impl Lepton {
             .arg("--cache-dir")
             .arg(cache_dir)
             .env("LEPTON_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
@@ -115,6 +146,33 @@ impl Lepton {
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
+        }
+    }
+
+    /// Wait until lepton's stdout contains `needle` (bounded; panics with lepton's output, or
+    /// as soon as lepton exits without printing it).
+    pub fn wait_stdout_contains(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self.stdout().contains(needle) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                && !self.stdout().contains(needle)
+            {
+                panic!(
+                    "lepton exited ({status}) without printing `{needle}`:\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lepton never printed `{needle}`:\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -28,11 +28,23 @@ impl HttpResponse {
 
 /// `GET http://<addr><path>` with an optional `Accept` header.
 pub fn http_get(addr: &str, path: &str, accept: Option<&str>) -> std::io::Result<HttpResponse> {
+    match accept {
+        Some(a) => http_get_with_headers(addr, path, &[("Accept", a)]),
+        None => http_get_with_headers(addr, path, &[]),
+    }
+}
+
+/// `GET http://<addr><path>` with extra request headers (e.g. `Authorization`).
+pub fn http_get_with_headers(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(a) = accept {
-        req.push_str(&format!("Accept: {a}\r\n"));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;

@@ -2,14 +2,19 @@
 //!
 //! - [`TestRegistry`]: a real `docker-registry` (distribution v2) on a free `127.0.0.1` port with
 //!   filesystem storage in a temp dir; it can be stopped and restarted on the same port/storage.
-//! - [`http_get`]: a tiny blocking HTTP/1.0 GET over `std::net::TcpStream`, enough to inspect a
-//!   registry without pulling in an HTTP client.
+//!   [`TestRegistry::start_with_htpasswd`] starts one that requires HTTP Basic credentials.
+//! - [`DockerConfig`]: a temporary `$DOCKER_CONFIG` directory with inline credentials or a
+//!   credential helper, for a child process.
+//! - [`http_get`] / [`http_get_with_headers`]: a tiny blocking HTTP/1.0 GET over
+//!   `std::net::TcpStream`, enough to inspect a registry without pulling in an HTTP client.
 //! - [`free_port`], [`repo_root`].
 
+mod docker_config;
 mod http;
 mod registry;
 
-pub use http::{HttpResponse, http_get};
+pub use docker_config::DockerConfig;
+pub use http::{HttpResponse, http_get, http_get_with_headers};
 pub use registry::TestRegistry;
 
 use std::net::TcpListener;
