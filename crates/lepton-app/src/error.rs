@@ -8,8 +8,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The LockedApp JSON could not be parsed.
+    ///
+    /// The serde error is part of this message (it says which field is wrong) and deliberately
+    /// not also exposed as `source()`, so a printed cause chain shows it once.
     #[error("invalid locked app JSON: {0}")]
-    InvalidLockedApp(#[source] serde_json::Error),
+    InvalidLockedApp(serde_json::Error),
     /// `spin_lock_version` is newer than this host understands.
     #[error("unsupported spin_lock_version {0} (this host understands versions 0 and 1)")]
     UnsupportedLockVersion(u64),
@@ -24,11 +27,12 @@ pub enum AppError {
         /// The requirement key.
         key: String,
     },
-    /// The LockedApp could not be serialized.
+    /// The LockedApp could not be serialized (message only; see [`AppError::InvalidLockedApp`]).
     #[error("failed to serialize locked app: {0}")]
-    Serialize(#[source] serde_json::Error),
-    /// A file the manifest refers to could not be read.
-    #[error("{}: {source}", path.display())]
+    Serialize(serde_json::Error),
+    /// A file the manifest refers to could not be read. The I/O error is only the `source()`,
+    /// not part of this message, so a printed cause chain shows it once.
+    #[error("cannot access {}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -72,4 +76,48 @@ pub enum AppError {
         /// The full dotted field path.
         field: String,
     },
+    /// A component has dependencies that would have to be composed into it before it can run.
+    #[error(
+        "component `{component}` has uncomposed dependencies ({}); lepton cannot compose components yet",
+        backticked(dependencies)
+    )]
+    UncomposedDependencies {
+        /// The component id.
+        component: String,
+        /// The dependency names (e.g. `pkg:name`), in lock order.
+        dependencies: Vec<String>,
+    },
+    /// A trigger carries middleware that lepton cannot apply.
+    #[error(
+        "trigger `{trigger}` has middleware (trigger_dependencies) that lepton cannot apply yet; refusing to serve it without its middleware"
+    )]
+    TriggerMiddleware {
+        /// The trigger id.
+        trigger: String,
+    },
+    /// A component carries (loader-moved) middleware that lepton cannot apply.
+    #[error(
+        "component `{component}` has middleware (trigger_dependencies) that lepton cannot apply yet; refusing to serve it without its middleware"
+    )]
+    ComponentMiddleware {
+        /// The component id.
+        component: String,
+    },
+    /// The app or a component requires the `middleware` host feature.
+    #[error(
+        "{field} requires `middleware`, which lepton cannot apply yet; refusing to serve the app without its middleware"
+    )]
+    MiddlewareRequired {
+        /// `host_requirements`, or `component `<id>` host_requirements`.
+        field: String,
+    },
+}
+
+/// Formats names as a comma-separated list of backticked items: `` `a`, `b` ``.
+fn backticked(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,8 +2,11 @@
 //!
 //! Reading enforces the compatibility rules of Spin's schema: `spin_lock_version` ≤ 1, every
 //! `must_understand` value known, host requirements known (`"optional"` ones dropped).
+//! [`LockedApp::ensure_runnable`] then refuses what parses but lepton cannot serve faithfully
+//! (composition dependencies, middleware).
 
 mod content;
+mod runnable;
 
 use std::collections::BTreeMap;
 
@@ -106,6 +109,10 @@ pub struct LockedComponent {
     /// Component dependencies (composition), kept verbatim.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub dependencies: Map<String, Value>,
+    /// Trigger dependencies (middleware) the loader moved onto this component, kept verbatim
+    /// (`role -> [dependency]`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub trigger_dependencies: Map<String, Value>,
     /// Component-level host requirements.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub host_requirements: Map<String, Value>,

@@ -126,3 +126,130 @@ fn missing_required_fields_are_errors() {
     let err = LockedApp::from_json(br#"{"spin_lock_version":0,"triggers":[]}"#).unwrap_err();
     assert!(err.to_string().contains("components"), "{err}");
 }
+
+/// A minimal runnable app with one component `a` and one trigger `a-http-trigger`, with `patch`
+/// merged into the component (`"component"`), trigger (`"trigger"`) or app (`"app"`).
+fn app_with(patch: Value) -> LockedApp {
+    let mut app = serde_json::json!({
+        "spin_lock_version": 1,
+        "triggers": [{"id": "a-http-trigger", "trigger_type": "http",
+                      "trigger_config": {"component": "a", "route": "/..."}}],
+        "components": [{"id": "a", "source": {"content_type": "application/wasm",
+                        "source": "file:///a.wasm"}}]
+    });
+    for (target, fields) in patch.as_object().unwrap() {
+        let obj = match target.as_str() {
+            "component" => &mut app["components"][0],
+            "trigger" => &mut app["triggers"][0],
+            _ => &mut app,
+        };
+        for (k, v) in fields.as_object().unwrap() {
+            obj[k] = v.clone();
+        }
+    }
+    LockedApp::from_json(&serde_json::to_vec(&app).unwrap()).unwrap()
+}
+
+fn dep() -> Value {
+    serde_json::json!({"source": {"content_type": "application/wasm", "digest": "sha256:00"},
+                       "export": null})
+}
+
+#[test]
+fn plain_and_service_chaining_apps_are_runnable() {
+    app_with(serde_json::json!({})).ensure_runnable().unwrap();
+    app_with(serde_json::json!({
+        "app": {"must_understand": ["host_requirements", "component_host_requirements"],
+                "host_requirements": {"local_service_chaining": "required", "middleware": "optional"}},
+        "component": {"host_requirements": {"local_service_chaining": "required"}}
+    }))
+    .ensure_runnable()
+    .unwrap();
+}
+
+#[test]
+fn component_dependencies_are_refused() {
+    let app = app_with(serde_json::json!({
+        "component": {"dependencies": {"pkg:name": dep(), "aux:lib/iface@1.0.0": dep()}}
+    }));
+    let err = app.ensure_runnable().unwrap_err();
+    assert!(matches!(err, AppError::UncomposedDependencies { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("component `a` has uncomposed dependencies (")
+            && msg.contains("`pkg:name`")
+            && msg.contains("`aux:lib/iface@1.0.0`")
+            && msg.ends_with("); lepton cannot compose components yet"),
+        "{msg}"
+    );
+    // The dependencies survive a round trip (they are refused, not dropped).
+    let again = LockedApp::from_json(&app.to_json_vec().unwrap()).unwrap();
+    assert_eq!(again.components[0].dependencies.len(), 2);
+}
+
+#[test]
+fn trigger_middleware_is_refused() {
+    let app = app_with(serde_json::json!({
+        "trigger": {"trigger_dependencies": {"middleware": [dep()]}}
+    }));
+    assert_eq!(
+        app.ensure_runnable().unwrap_err().to_string(),
+        "trigger `a-http-trigger` has middleware (trigger_dependencies) that lepton cannot \
+         apply yet; refusing to serve it without its middleware"
+    );
+}
+
+#[test]
+fn component_trigger_dependencies_are_kept_and_refused() {
+    let app = app_with(serde_json::json!({
+        "component": {"trigger_dependencies": {"middleware": [dep()]}}
+    }));
+    assert_eq!(app.components[0].trigger_dependencies.len(), 1);
+    let text = String::from_utf8(app.to_json_vec().unwrap()).unwrap();
+    assert!(text.contains("trigger_dependencies"), "{text}");
+    let msg = app.ensure_runnable().unwrap_err().to_string();
+    assert!(
+        msg.contains("component `a` has middleware (trigger_dependencies)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn middleware_host_requirement_is_refused() {
+    let app = app_with(serde_json::json!({
+        "app": {"must_understand": ["host_requirements"],
+                "host_requirements": {"middleware": "required"}}
+    }));
+    let msg = app.ensure_runnable().unwrap_err().to_string();
+    assert!(
+        msg.starts_with("host_requirements requires `middleware`"),
+        "{msg}"
+    );
+
+    let app = app_with(serde_json::json!({
+        "app": {"must_understand": ["component_host_requirements"]},
+        "component": {"host_requirements": {"middleware": "required"}}
+    }));
+    let msg = app.ensure_runnable().unwrap_err().to_string();
+    assert!(
+        msg.starts_with("component `a` host_requirements requires `middleware`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn errors_do_not_repeat_their_source() {
+    use std::error::Error as _;
+    let err = LockedApp::from_json(b"{").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("invalid locked app JSON: "), "{msg}");
+    if let Some(source) = err.source() {
+        assert!(!msg.contains(&source.to_string()), "{msg}");
+    }
+    let io = AppError::Io {
+        path: "/x/spin.toml".into(),
+        source: std::io::Error::other("disk on fire"),
+    };
+    assert_eq!(io.to_string(), "cannot access /x/spin.toml");
+    assert_eq!(io.source().unwrap().to_string(), "disk on fire");
+}

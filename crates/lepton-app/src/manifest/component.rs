@@ -110,6 +110,9 @@ fn component(
             metadata.insert(meta_key.into(), values.into());
         }
     }
+    if let Some(build) = build_metadata(f, &prefix, def)? {
+        metadata.insert("build".into(), build);
+    }
     let mut host_requirements = Map::new();
     if chaining {
         host_requirements.insert(
@@ -126,8 +129,42 @@ fn component(
         files,
         config: f.string_map(def, &prefix, "variables")?,
         dependencies: Map::new(),
+        trigger_dependencies: Map::new(),
         host_requirements,
     })
+}
+
+/// `[component.<id>.build]` → the `build` metadata value, serialized as Spin's
+/// `ComponentBuildConfig`: `command` (string or array of strings), then `workdir` if set and
+/// `watch` if non-empty. Unknown keys are rejected, as Spin's `deny_unknown_fields` does.
+fn build_metadata(f: &Fields<'_>, prefix: &str, def: &Table) -> Result<Option<Json>, AppError> {
+    let Some(build) = f.table(def, prefix, "build")? else {
+        return Ok(None);
+    };
+    let field = format!("{prefix}.build");
+    f.check_keys(build, &field, &["command", "workdir", "watch"])?;
+    let command = match build.get("command") {
+        Some(Value::String(c)) => Json::String(c.clone()),
+        Some(Value::Array(_)) => f.string_array(build, &field, "command")?.into(),
+        Some(other) => {
+            return Err(f.wrong_type(
+                &format!("{field}.command"),
+                "a string or an array of strings",
+                other,
+            ));
+        }
+        None => return Err(f.invalid(&format!("{field}.command"), "missing")),
+    };
+    let mut out = Map::new();
+    out.insert("command".into(), command);
+    if let Some(workdir) = f.string(build, &field, "workdir")? {
+        out.insert("workdir".into(), Json::String(workdir));
+    }
+    let watch = f.string_array(build, &field, "watch")?;
+    if !watch.is_empty() {
+        out.insert("watch".into(), watch.into());
+    }
+    Ok(Some(Json::Object(out)))
 }
 
 fn wasm_source(

@@ -147,7 +147,8 @@ command = "cargo build"
     assert!(cmeta.get("sqlite_databases").is_none());
     assert_eq!(cmeta["key_value_stores"], json!(["default"]));
     assert_eq!(cmeta["description"], "says hello");
-    assert!(cmeta.get("build").is_none());
+    // `build` is kept in metadata (Spin serializes ComponentBuildConfig there; it is pushed).
+    assert_eq!(cmeta["build"], json!({"command": "cargo build"}));
 
     // The local lock is itself valid LockedApp JSON.
     let again = LockedApp::from_json(&locked.to_json_vec().unwrap()).unwrap();
@@ -328,4 +329,213 @@ fn load_manifest_reads_from_disk() {
     assert_eq!(locked.components[0].id, "a");
     let missing = super::load_manifest(Path::new("/nonexistent/spin.toml")).unwrap_err();
     assert!(missing.to_string().contains("/nonexistent/spin.toml"));
+}
+
+fn trigger_ids(locked: &LockedApp) -> Vec<&str> {
+    locked.triggers.iter().map(|t| t.id.as_str()).collect()
+}
+
+#[test]
+fn two_routes_to_one_component_get_spin_ids() {
+    let app = App::new();
+    let locked = app
+        .load(&with_header(
+            r#"
+[[trigger.http]]
+route = "/api/..."
+component = "c"
+[[trigger.http]]
+route = "/v1/api/..."
+component = "c"
+[component.c]
+source = "hello.wasm"
+"#,
+        ))
+        .unwrap();
+    assert_eq!(trigger_ids(&locked), ["c-http-trigger", "http-trigger1"]);
+    assert_eq!(locked.triggers[1].trigger_config["route"], "/v1/api/...");
+}
+
+#[test]
+fn static_response_and_explicit_ids_follow_spin_normalisation() {
+    let app = App::new();
+    // Explicit ids are reserved first: `http-trigger1` and `c-http-trigger` are taken, so the
+    // static response gets `http-trigger2` and the second route to `c` gets `http-trigger3`.
+    // An empty `id` counts as no id, as in Spin.
+    let locked = app
+        .load(&with_header(
+            r#"
+[[trigger.http]]
+route = "/static"
+static_response = { status_code = 200, body = "hi" }
+[[trigger.http]]
+route = "/a"
+component = "c"
+id = ""
+[[trigger.http]]
+id = "http-trigger1"
+route = "/b"
+component = "d"
+[[trigger.http]]
+id = "c-http-trigger"
+route = "/c"
+component = "d"
+[component.c]
+source = "hello.wasm"
+[component.d]
+source = "hello.wasm"
+"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        trigger_ids(&locked),
+        [
+            "http-trigger2",
+            "http-trigger3",
+            "http-trigger1",
+            "c-http-trigger"
+        ]
+    );
+
+    // Without collisions a static response simply gets `http-trigger1`.
+    let locked = app
+        .load(&with_header(
+            r#"
+[[trigger.http]]
+route = "/"
+component = "c"
+[[trigger.http]]
+route = "/health"
+static_response = { status_code = 204 }
+[component.c]
+source = "hello.wasm"
+"#,
+        ))
+        .unwrap();
+    assert_eq!(trigger_ids(&locked), ["c-http-trigger", "http-trigger1"]);
+}
+
+#[test]
+fn explicit_duplicate_trigger_ids_are_errors() {
+    let app = App::new();
+    let e = err(
+        &app,
+        r#"
+[[trigger.http]]
+id = "same"
+route = "/a"
+component = "c"
+[[trigger.http]]
+id = "same"
+route = "/b"
+component = "c"
+[component.c]
+source = "hello.wasm"
+"#,
+    );
+    assert_err(&e, &["trigger.http[1].id", "duplicate trigger id \"same\""]);
+}
+
+#[test]
+fn build_metadata_is_kept_like_spin() {
+    let app = App::new();
+    let locked = app
+        .load(&with_header(
+            r#"
+[[trigger.http]]
+route = "/"
+component = "c"
+[component.c]
+source = "hello.wasm"
+[component.c.build]
+command = ["npm install", "npm run build"]
+workdir = "web"
+watch = ["src/**/*.ts"]
+"#,
+        ))
+        .unwrap();
+    assert_eq!(
+        locked.components[0].metadata["build"],
+        json!({
+            "command": ["npm install", "npm run build"],
+            "workdir": "web",
+            "watch": ["src/**/*.ts"],
+        })
+    );
+    // Empty `watch` is omitted, as Spin's `skip_serializing_if = "Vec::is_empty"` does.
+    let locked = app
+        .load(&with_header(
+            "[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n[component.c]\nsource = \"hello.wasm\"\nbuild = { command = \"make\", watch = [] }\n",
+        ))
+        .unwrap();
+    assert_eq!(
+        locked.components[0].metadata["build"],
+        json!({"command": "make"})
+    );
+
+    let trig = "[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n[component.c]\nsource = \"hello.wasm\"\n";
+    let e = err(
+        &app,
+        &format!("{trig}[component.c.build]\nworkdir = \"x\"\n"),
+    );
+    assert_err(&e, &["component.c.build.command", "missing"]);
+    let e = err(&app, &format!("{trig}[component.c.build]\ncommand = 1\n"));
+    assert_err(
+        &e,
+        &[
+            "component.c.build.command",
+            "a string or an array of strings",
+        ],
+    );
+    let e = err(
+        &app,
+        &format!("{trig}[component.c.build]\ncommand = \"make\"\nfrobnicate = true\n"),
+    );
+    assert_err(&e, &["unknown field component.c.build.frobnicate"]);
+}
+
+#[test]
+fn components_keep_manifest_order() {
+    let app = App::new();
+    let locked = app
+        .load(&with_header(
+            r#"
+[[trigger.http]]
+route = "/z"
+component = "zeta"
+[[trigger.http]]
+route = "/m"
+component = "mu"
+[[trigger.http]]
+route = "/a"
+component = "alpha"
+[component.zeta]
+source = "hello.wasm"
+[component.alpha]
+source = "hello.wasm"
+[component.mu]
+source = "hello.wasm"
+"#,
+        ))
+        .unwrap();
+    let ids: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["zeta", "alpha", "mu"]);
+    assert_eq!(
+        trigger_ids(&locked),
+        ["zeta-http-trigger", "mu-http-trigger", "alpha-http-trigger"]
+    );
+    // The order survives the JSON round trip too.
+    let again = LockedApp::from_json(&locked.to_json_vec().unwrap()).unwrap();
+    let ids: Vec<&str> = again.components.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["zeta", "alpha", "mu"]);
+}
+
+#[test]
+fn io_error_names_path_once_and_chains_cause() {
+    use std::error::Error as _;
+    let e = super::load_manifest(Path::new("/nonexistent/spin.toml")).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(msg, "cannot access /nonexistent/spin.toml");
+    let cause = e.source().expect("I/O cause is the source").to_string();
+    assert!(!msg.contains(&cause), "{msg:?} repeats its cause {cause:?}");
 }

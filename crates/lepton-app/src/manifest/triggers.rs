@@ -1,25 +1,38 @@
-//! `[[trigger.http]]` entries → LockedTriggers.
+//! `[[trigger.<type>]]` entries → LockedTriggers.
 //!
-//! `trigger_config` is the entry's table minus `id`, as JSON. The id defaults to
-//! `<component>-http-trigger` (or `http-trigger<N>` for component-less static responses).
+//! `trigger_config` is the entry's table minus `id`, as JSON. Ids follow Spin's
+//! `normalize_trigger_ids` (`crates/manifest/src/normalize.rs`): explicit ids are kept (and must be
+//! unique); a trigger without one gets `<component>-<type>-trigger` when that id is still free,
+//! otherwise `<type>-trigger<N>` with a per-type counter starting at 1 that skips ids in use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use toml::{Table, Value};
 
 use super::fields::{Fields, to_json};
 use crate::{AppError, LockedComponent, LockedTrigger};
 
+/// One validated trigger entry, before its id is normalised.
+struct Parsed {
+    /// `trigger.<type>[<i>]`, for error messages.
+    field: String,
+    trigger_type: String,
+    /// The explicit, non-empty `id`, if any.
+    id: Option<String>,
+    /// The referenced component id, if any (static responses have none).
+    component: Option<String>,
+    trigger: LockedTrigger,
+}
+
 pub(crate) fn triggers(
     f: &Fields<'_>,
     doc: &Table,
     components: &[LockedComponent],
 ) -> Result<Vec<LockedTrigger>, AppError> {
-    let mut out = Vec::new();
     let Some(types) = f.table(doc, "", "trigger")? else {
-        return Ok(out);
+        return Ok(Vec::new());
     };
-    let mut ids = HashSet::new();
+    let mut parsed = Vec::new();
     for (ty, entries) in types {
         let field = format!("trigger.{ty}");
         if ty != "http" {
@@ -29,30 +42,76 @@ pub(crate) fn triggers(
             return Err(f.wrong_type(&field, "an array of tables ([[trigger.http]])", entries));
         };
         for (i, entry) in entries.iter().enumerate() {
-            let field = format!("trigger.http[{i}]");
+            let field = format!("trigger.{ty}[{i}]");
             let Value::Table(entry) = entry else {
                 return Err(f.wrong_type(&field, "a table", entry));
             };
-            let trigger = http_trigger(f, &field, i, entry, components)?;
-            if !ids.insert(trigger.id.clone()) {
-                return Err(f.invalid(
-                    &format!("{field}.id"),
-                    format!("duplicate trigger id {:?}", trigger.id),
-                ));
-            }
-            out.push(trigger);
+            parsed.push(http_trigger(f, field, entry, components)?);
         }
+    }
+    assign_ids(f, parsed)
+}
+
+/// Applies Spin's trigger id normalisation; explicit duplicate ids are an error.
+fn assign_ids(f: &Fields<'_>, parsed: Vec<Parsed>) -> Result<Vec<LockedTrigger>, AppError> {
+    // Explicit ids first, so generated ids never collide with them.
+    let mut taken = HashSet::new();
+    for p in &parsed {
+        if let Some(id) = &p.id
+            && !taken.insert(id.clone())
+        {
+            return Err(f.invalid(
+                &format!("{}.id", p.field),
+                format!("duplicate trigger id {id:?}"),
+            ));
+        }
+    }
+    // Spin keeps one counter per trigger type, starting at 1.
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        let Parsed {
+            trigger_type,
+            id,
+            component,
+            mut trigger,
+            ..
+        } = p;
+        trigger.id = match id {
+            Some(id) => id,
+            None => {
+                let natural = component
+                    .map(|c| format!("{c}-{trigger_type}-trigger"))
+                    .filter(|candidate| !taken.contains(candidate));
+                let id = match natural {
+                    Some(id) => id,
+                    None => {
+                        let counter = counters.entry(trigger_type.clone()).or_insert(1);
+                        loop {
+                            let candidate = format!("{trigger_type}-trigger{counter}");
+                            if !taken.contains(&candidate) {
+                                break candidate;
+                            }
+                            *counter += 1;
+                        }
+                    }
+                };
+                taken.insert(id.clone());
+                id
+            }
+        };
+        out.push(trigger);
     }
     Ok(out)
 }
 
 fn http_trigger(
     f: &Fields<'_>,
-    field: &str,
-    index: usize,
+    field_path: String,
     entry: &Table,
     components: &[LockedComponent],
-) -> Result<LockedTrigger, AppError> {
+) -> Result<Parsed, AppError> {
+    let field = field_path.as_str();
     if entry.contains_key("components") {
         return Err(f.unsupported(
             &format!("{field}.components"),
@@ -131,19 +190,20 @@ fn http_trigger(
         return Err(f.wrong_type(&format!("{field}.executor"), "a table", exec));
     }
 
-    let id = match f.string(entry, field, "id")? {
-        Some(id) => id,
-        None => match &component {
-            Some(c) => format!("{c}-http-trigger"),
-            None => format!("http-trigger{index}"),
-        },
-    };
+    // Spin treats a missing and an empty `id` alike: both get a generated id.
+    let id = f.string(entry, field, "id")?.filter(|id| !id.is_empty());
     let mut config = entry.clone();
     config.remove("id");
-    Ok(LockedTrigger {
-        id,
+    Ok(Parsed {
+        field: field_path,
         trigger_type: "http".into(),
-        trigger_config: to_json(&Value::Table(config)),
-        trigger_dependencies: Default::default(),
+        id,
+        component,
+        trigger: LockedTrigger {
+            id: String::new(),
+            trigger_type: "http".into(),
+            trigger_config: to_json(&Value::Table(config)),
+            trigger_dependencies: Default::default(),
+        },
     })
 }
