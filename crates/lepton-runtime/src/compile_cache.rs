@@ -5,7 +5,12 @@
 //! compiled code (`Engine::precompile_compatibility_hash`), so a wasmtime upgrade or a config change
 //! never loads a stale artifact. Deserialising an artifact is `unsafe` in wasmtime (it trusts the
 //! machine code), so each artifact is written atomically with a SHA-256 sidecar that is checked
-//! before every load; a corrupt or foreign artifact is discarded and recompiled.
+//! before every load; a corrupt artifact is discarded and recompiled.
+//!
+//! Trust model: the sidecar catches corruption, not an attacker who can write the cache. The
+//! `compiled/` directory is therefore created private to lepton's user (mode 0700), and artifacts
+//! are only loaded from a directory owned by that user that nobody else can write; otherwise the
+//! cache is bypassed and components are compiled from their verified Wasm.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
@@ -107,6 +112,17 @@ impl CompileCache {
         component_id: &str,
         artifact: &Path,
     ) -> Option<Component> {
+        let dir = artifact.parent()?;
+        if !dir.exists() {
+            return None;
+        }
+        if !is_private_dir(dir) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "compiled-component cache is writable by others or not owned by this user; ignoring it"
+            );
+            return None;
+        }
         let bytes = std::fs::read(artifact).ok()?;
         let expected = std::fs::read_to_string(sidecar(artifact)).ok()?;
         let actual = hex::encode(Sha256::digest(&bytes));
@@ -120,8 +136,8 @@ impl CompileCache {
             return None;
         }
         // SAFETY: the bytes were produced by `Component::serialize` on an engine with the same
-        // compatibility hash (it is part of the directory name), written atomically by this cache,
-        // and match the checksum written alongside them.
+        // compatibility hash (it is part of the directory name), written atomically by this cache
+        // into a directory only this user can write, and match the checksum written beside them.
         match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {
@@ -141,8 +157,48 @@ fn sidecar(artifact: &Path) -> PathBuf {
     artifact.with_extension("cwasm.sha256")
 }
 
+/// Whether `dir` is owned by this process's user and not writable by group or others.
+#[cfg(unix)]
+fn is_private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    meta.uid() == uid && meta.mode() & 0o022 == 0
+}
+
+#[cfg(not(unix))]
+fn is_private_dir(_dir: &Path) -> bool {
+    true
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 fn store_artifact(dir: &Path, hex: &str, component: &Component) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
+    if !is_private_dir(dir) {
+        return Err(std::io::Error::other(format!(
+            "{} is not private to this user; not caching compiled code there",
+            dir.display()
+        )));
+    }
     let bytes = component
         .serialize()
         .map_err(|e| std::io::Error::other(crate::chain(&e)))?;
@@ -209,6 +265,33 @@ mod tests {
             .load(&engine, "c", &wasm_path, None)
             .expect("third load");
         assert_eq!(third, CompileOutcome::Compiled);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_others_can_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wasm_path = dir.path().join("c.wasm");
+        std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
+        let cache = CompileCache::new(dir.path(), &engine);
+        cache
+            .load(&engine, "c", &wasm_path, None)
+            .expect("first load");
+        let compiled = cache.dir.clone().expect("dir");
+        let mode = std::fs::metadata(&compiled)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "created private");
+        std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let (_, outcome) = cache.load(&engine, "c", &wasm_path, None).expect("load");
+        assert_eq!(
+            outcome,
+            CompileOutcome::Compiled,
+            "a world-writable cache must not be loaded from"
+        );
     }
 
     #[test]

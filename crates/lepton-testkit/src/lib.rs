@@ -14,7 +14,7 @@ mod http;
 mod registry;
 
 pub use docker_config::DockerConfig;
-pub use http::{HttpResponse, http_get, http_get_with_headers};
+pub use http::{HttpResponse, http_get, http_get_with_headers, http_request};
 pub use registry::TestRegistry;
 
 use std::net::TcpListener;

@@ -257,7 +257,16 @@ impl HttpApp {
         };
         parts.uri = uri;
         parts.headers.remove(header::CONNECTION);
-        if authority.ends_with(".spin.internal") {
+        let host_only = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    authority.as_str()
+                }
+            });
+        if host_only.ends_with(".spin.internal") {
             parts.headers.remove(header::HOST);
         }
         spin.apply(&mut parts.headers);

@@ -131,7 +131,7 @@ impl Route {
         }
         let path_info = if self.wildcard {
             rest.to_string()
-        } else if rest.is_empty() || rest == "/" {
+        } else if rest.bytes().all(|b| b == b'/') {
             String::new()
         } else {
             return None;
@@ -143,6 +143,20 @@ impl Route {
             path_info,
             captures,
         })
+    }
+
+    fn same_shape(&self, other: &Self) -> bool {
+        self.wildcard == other.wildcard
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| match (a, b) {
+                    (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                    (Segment::Capture(_), Segment::Capture(_)) => true,
+                    _ => false,
+                })
     }
 
     /// Specificity: compare segment by segment (literal > capture > end of route), then an exact
@@ -178,10 +192,8 @@ impl Router {
         let mut kept: Vec<Route> = Vec::new();
         let mut replaced = Vec::new();
         for route in routes {
-            if let Some(existing) = kept
-                .iter_mut()
-                .find(|r| r.based == route.based && r.wildcard == route.wildcard)
-            {
+            // Routes matching exactly the same paths (`/a/:x` and `/a/:y` too) are duplicates.
+            if let Some(existing) = kept.iter_mut().find(|r| r.same_shape(&route)) {
                 replaced.push((existing.raw.clone(), existing.target.clone()));
                 *existing = route;
             } else {
@@ -311,6 +323,23 @@ mod tests {
             &RouteTarget::Component("second".into())
         );
         assert_eq!(replaced.len(), 1);
+
+        // Same shape, different capture names: still the same route; the last wins.
+        let (r, replaced) = Router::new([
+            Route::parse("/a/:x", RouteTarget::Component("first".into())).expect("r"),
+            Route::parse("/a/:y", RouteTarget::Component("second".into())).expect("r"),
+        ]);
+        let m = r.route("/a/1").expect("m");
+        assert_eq!(m.target, &RouteTarget::Component("second".into()));
+        assert_eq!(m.captures, vec![("y", "1".to_string())]);
+        assert_eq!(replaced.len(), 1);
+    }
+
+    #[test]
+    fn repeated_trailing_slashes_still_match_exact_routes() {
+        let r = router(&["/foo", "/foo/..."]);
+        assert_eq!(hit(&r, "/foo//"), Some(("/foo".into(), "".into())));
+        assert_eq!(hit(&r, "/foo//x"), Some(("/foo/...".into(), "//x".into())));
     }
 
     #[test]

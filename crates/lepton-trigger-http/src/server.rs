@@ -4,7 +4,8 @@
 //! The current app lives in a `watch` channel so a supervisor can swap versions without touching
 //! the listener: new requests see the new version at once, while in-flight requests keep the
 //! `Arc` of the version they started with until they finish. Binding is separate from serving so
-//! every address is claimed (and every bind error reported) before any app starts answering.
+//! a bind error is reported for its app before that app's version is published, and so a new
+//! address can be claimed before an old one is released.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
