@@ -1,12 +1,19 @@
 //! [`OciCache`]: Spin's on-disk cache layout, with atomic writes and digest-checked reads.
 //!
 //! ```text
-//! <root>/registry/manifests/<registry>/<repository>/<tag|latest>/{manifest.json,config.json,digest}
+//! <root>/registry/manifests/<registry>/<repository>/<tag>/{manifest.json,config.json,digest}
+//! <root>/registry/manifests/<registry>/<repository>/sha256:<hex>/...   digest-pinned refs
 //! <root>/registry/wasm/sha256:<hex>     Wasm layers
 //! <root>/registry/data/sha256:<hex>     files, archives, other layers
 //! <root>/assets/<locked-app-hex>/<component>/...   materialized file mounts (lepton addition)
 //! ```
-//! `config.json` holds the LOCKED APP JSON (as in Spin); `digest` holds the manifest digest.
+//! `config.json` holds the LOCKED APP JSON (as in Spin); `digest` holds the manifest digest and
+//! is written last, as the commit marker of a complete pull.
+//!
+//! One deliberate difference from Spin: Spin stores a digest-only reference (`repo@sha256:…`)
+//! under `latest/`, so pulling a pinned digest overwrites the cached `:latest` tag (and an
+//! offline `:latest` would then start the pinned version). lepton stores it under
+//! `sha256:<hex>` instead, which can never be a tag (tags may not contain `:`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,9 +71,10 @@ impl OciCache {
             BlobKind::Data => "data",
         };
         if sha256_hex(digest).is_none() {
-            return Err(OciError::Unsupported(format!(
-                "digest {digest:?} is not a sha256 digest"
-            )));
+            return Err(OciError::InvalidDigest {
+                digest: digest.to_string(),
+                context: format!("blob in the {dir} cache"),
+            });
         }
         Ok(self.registry_dir().join(dir).join(digest))
     }
@@ -83,16 +91,22 @@ impl OciCache {
         dir
     }
 
-    /// `manifests/<registry>/<repository>/<tag or "latest">`.
+    /// `manifests/<registry>/<repository>/<tag>`; `…/sha256:<hex>` for digest-only references
+    /// (see the module docs for why this differs from Spin's `latest`).
     pub(crate) fn manifest_dir(&self, reference: &Reference) -> PathBuf {
-        self.repository_dir(reference)
-            .join(reference.tag().unwrap_or("latest"))
+        let repo = self.repository_dir(reference);
+        match (reference.tag(), reference.digest()) {
+            (Some(tag), _) => repo.join(tag),
+            (None, Some(digest)) => repo.join(digest),
+            (None, None) => repo.join("latest"),
+        }
     }
 
     /// `assets/<hex of locked app digest>`.
     pub(crate) fn assets_dir(&self, locked_digest: &str) -> Result<PathBuf, OciError> {
-        let hex = sha256_hex(locked_digest).ok_or_else(|| {
-            OciError::Unsupported(format!("digest {locked_digest:?} is not a sha256 digest"))
+        let hex = sha256_hex(locked_digest).ok_or_else(|| OciError::InvalidDigest {
+            digest: locked_digest.to_string(),
+            context: "locked app".to_string(),
         })?;
         Ok(self.root.join("assets").join(hex))
     }
@@ -149,8 +163,14 @@ mod tests {
         );
         let d = format!("sha256:{}", "a".repeat(64));
         let pinned: Reference = format!("localhost:5000/jane/hello@{d}").parse().unwrap();
+        // Spin would use `latest/`; lepton keeps pinned refs apart from the `latest` tag.
         assert_eq!(
             cache.manifest_dir(&pinned),
+            Path::new("/c/registry/manifests/localhost:5000/jane/hello").join(&d)
+        );
+        let untagged: Reference = "localhost:5000/jane/hello".parse().unwrap();
+        assert_eq!(
+            cache.manifest_dir(&untagged),
             Path::new("/c/registry/manifests/localhost:5000/jane/hello/latest")
         );
         assert_eq!(

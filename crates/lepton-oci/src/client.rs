@@ -27,6 +27,8 @@ pub(crate) struct Session {
     pub(crate) name: String,
     /// Credentials (already stored in the client; kept for calls that take them).
     pub(crate) auth: RegistryAuth,
+    /// The registry host (`host[:port]`) credentials were looked up for.
+    pub(crate) registry: String,
 }
 
 impl Session {
@@ -55,6 +57,7 @@ impl Session {
             reference: reference.clone(),
             name: reference.whole(),
             auth,
+            registry,
         };
         session
             .client
@@ -65,8 +68,10 @@ impl Session {
     }
 
     pub(crate) fn err(&self, source: OciDistributionError) -> OciError {
+        let hint = is_auth_failure(&source).then(|| auth_hint(&self.registry, &self.auth));
         OciError::Registry {
             reference: self.name.clone(),
+            hint,
             source,
         }
     }
@@ -97,18 +102,51 @@ impl Session {
     }
 }
 
-/// Whether an error means the registry could not be reached at all (vs. it answered with an
-/// error), in which case the cache may be used instead.
+/// Whether an error means the registry could not be reached or is failing (transport errors,
+/// timeouts, 5xx server errors), in which case the cache may be used instead. Answers such as
+/// 401/403/404 are not: the registry is up and said no.
 pub(crate) fn is_unreachable(err: &OciError) -> bool {
     match err {
         OciError::Registry { source, .. } => match source {
             OciDistributionError::RequestError(e) => {
-                e.is_connect() || e.is_timeout() || e.is_request()
+                e.is_connect()
+                    || e.is_timeout()
+                    || e.is_request()
+                    || e.status().is_some_and(|s| s.is_server_error())
             }
             OciDistributionError::IoError(_) => true,
+            OciDistributionError::ServerError { code, .. } => (500..600).contains(code),
             _ => false,
         },
         _ => false,
+    }
+}
+
+/// Whether the registry refused access (401/403, or a token endpoint refusal).
+fn is_auth_failure(err: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match err {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        OciDistributionError::RequestError(e) => e
+            .status()
+            .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403),
+        _ => false,
+    }
+}
+
+/// What to check when `registry` refused a request made with `auth`.
+fn auth_hint(registry: &str, auth: &RegistryAuth) -> String {
+    match auth {
+        RegistryAuth::Anonymous => format!(
+            "no credentials found for {registry} in docker config (DOCKER_CONFIG or ~/.docker/config.json)"
+        ),
+        _ => format!("credentials for {registry} were rejected"),
     }
 }
 
@@ -178,6 +216,32 @@ async fn credentials(registry: String) -> RegistryAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_failures_get_a_hint() {
+        let unauthorized = || OciDistributionError::UnauthorizedError {
+            url: "http://r/v2/".into(),
+        };
+        assert!(is_auth_failure(&unauthorized()));
+        assert!(is_auth_failure(&OciDistributionError::ServerError {
+            code: 403,
+            url: String::new(),
+            message: String::new(),
+        }));
+        assert!(!is_auth_failure(&OciDistributionError::ServerError {
+            code: 500,
+            url: String::new(),
+            message: String::new(),
+        }));
+        let anon = auth_hint("r.example:5000", &RegistryAuth::Anonymous);
+        assert!(
+            anon.contains("no credentials found for r.example:5000")
+                && anon.contains("DOCKER_CONFIG"),
+            "{anon}"
+        );
+        let basic = auth_hint("r.example", &RegistryAuth::Basic("u".into(), "p".into()));
+        assert!(basic.contains("rejected"), "{basic}");
+    }
 
     #[test]
     fn loopback_registries_use_http() {

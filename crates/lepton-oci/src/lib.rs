@@ -9,11 +9,13 @@
 //! - The result is a runnable [`lepton_app::LockedApp`] whose sources are `file://` URLs of
 //!   verified content ([`LoadedApp`]).
 
+mod archive;
 mod cache;
 mod client;
 mod digest;
 mod error;
 mod loader;
+mod locks;
 mod media;
 mod progress;
 mod pull;

@@ -1,12 +1,14 @@
-//! [`AppLoader`]: reference → runnable app, preferring the registry and falling back to the
-//! verified cache when the registry cannot be reached.
+//! [`AppLoader`]: reference → runnable app. Tags prefer the registry and fall back to the
+//! verified cache when the registry cannot be reached (or fails with 5xx); digest-pinned
+//! references are immutable, so a verified cached copy is used without the network.
 
 use oci_client::RegistryOperation;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::OciCache;
 use crate::client::{Session, is_unreachable};
-use crate::error::OciError;
+use crate::error::{OciError, blocking, error_chain};
+use crate::locks::KeyedLocks;
 use crate::pull::{self, CacheMiss};
 use crate::{RegistryOptions, resolve};
 
@@ -15,7 +17,8 @@ use crate::{RegistryOptions, resolve};
 pub enum LoadSource {
     /// The manifest was fetched from the registry (layers may still have come from the cache).
     Registry,
-    /// The registry was unreachable; the app was loaded from the cache alone.
+    /// The app was loaded from the cache alone, without the registry: either the registry was
+    /// unreachable (or failing), or the reference is digest-pinned and was already cached.
     CacheOnly,
 }
 
@@ -37,12 +40,19 @@ pub struct LoadedApp {
 pub struct AppLoader {
     cache: OciCache,
     opts: RegistryOptions,
+    /// Serialises materialising one locked app's assets (and committing one manifest dir)
+    /// across concurrent loads; shared by clones.
+    locks: KeyedLocks,
 }
 
 impl AppLoader {
     /// A loader using `cache` and registry options `opts`.
     pub fn new(cache: OciCache, opts: RegistryOptions) -> Self {
-        AppLoader { cache, opts }
+        AppLoader {
+            cache,
+            opts,
+            locks: KeyedLocks::default(),
+        }
     }
 
     /// The cache this loader uses.
@@ -51,23 +61,48 @@ impl AppLoader {
     }
 
     /// Fetches (or reads from the cache) `reference` and returns its runnable form.
+    ///
+    /// - Digest-pinned references (`repo@sha256:…`) are immutable: a complete, verified cached
+    ///   copy is used without contacting the registry; the network is used only when it is not
+    ///   cached (or no longer verifies).
+    /// - Tags go to the registry first and fall back to the cache when the registry cannot be
+    ///   reached or answers with a server error (5xx).
     pub async fn load(&self, reference: &str) -> Result<LoadedApp, OciError> {
         let parsed = crate::parse_reference(reference)?;
         let name = parsed.whole();
+        if parsed.digest().is_some() {
+            match self.read_cached(&parsed).await? {
+                Ok(fetched) => match self.runnable(&name, fetched).await {
+                    Ok((fetched, locked)) => {
+                        return Ok(self.loaded(name, fetched, locked, LoadSource::CacheOnly));
+                    }
+                    Err(e) => {
+                        warn!(reference = %name, error = %error_chain(&e), "cached copy of the pinned app is unusable; fetching it from the registry");
+                    }
+                },
+                Err(CacheMiss::NotCached(detail)) => {
+                    debug!(reference = %name, %detail, "pinned app not cached; fetching it from the registry");
+                }
+                Err(CacheMiss::Invalid(e)) => {
+                    warn!(reference = %name, error = %error_chain(&e), "cached copy of the pinned app is invalid; fetching it from the registry");
+                }
+            }
+        }
         let online = match Session::connect(&parsed, &self.opts, RegistryOperation::Pull).await {
-            Ok(session) => pull::fetch(&self.cache, &session).await,
+            Ok(session) => pull::fetch(&self.cache, &session, &self.locks).await,
             Err(e) => Err(e),
         };
         let (fetched, source) = match online {
             Ok(f) => (f, LoadSource::Registry),
             Err(e) if is_unreachable(&e) => {
-                warn!(reference = %name, error = %e, "registry unreachable; loading the app from the cache");
-                match pull::read_cached(&self.cache, &parsed) {
+                let cause = error_chain(&e);
+                warn!(reference = %name, error = %cause, "registry unreachable or failing; loading the app from the cache");
+                match self.read_cached(&parsed).await? {
                     Ok(f) => (f, LoadSource::CacheOnly),
                     Err(CacheMiss::NotCached(detail)) => {
                         return Err(OciError::Offline {
                             reference: name,
-                            cause: e.to_string(),
+                            cause,
                             detail,
                         });
                     }
@@ -76,13 +111,54 @@ impl AppLoader {
             }
             Err(e) => return Err(e),
         };
-        let locked = resolve::runnable(&self.cache, &name, &fetched)?;
-        info!(reference = %name, manifest_digest = %fetched.manifest_digest, ?source, "loaded app");
-        Ok(LoadedApp {
-            reference: name,
+        let (fetched, locked) = self.runnable(&name, fetched).await?;
+        Ok(self.loaded(name, fetched, locked, source))
+    }
+
+    /// [`pull::read_cached`] on the blocking pool (it hashes files).
+    async fn read_cached(
+        &self,
+        reference: &oci_client::Reference,
+    ) -> Result<Result<pull::Fetched, CacheMiss>, OciError> {
+        let (cache, reference) = (self.cache.clone(), reference.clone());
+        blocking("reading the cache", move || {
+            Ok(pull::read_cached(&cache, &reference))
+        })
+        .await
+    }
+
+    /// Resolves `fetched` into its runnable form (hashing, copies and fsyncs on the blocking
+    /// pool), one load of a given app at a time.
+    async fn runnable(
+        &self,
+        name: &str,
+        fetched: pull::Fetched,
+    ) -> Result<(pull::Fetched, lepton_app::LockedApp), OciError> {
+        let _guard = self
+            .locks
+            .lock(&format!("assets:{}", fetched.locked_digest))
+            .await;
+        let (cache, name) = (self.cache.clone(), name.to_string());
+        blocking("resolving the app", move || {
+            let locked = resolve::runnable(&cache, &name, &fetched)?;
+            Ok((fetched, locked))
+        })
+        .await
+    }
+
+    fn loaded(
+        &self,
+        reference: String,
+        fetched: pull::Fetched,
+        locked: lepton_app::LockedApp,
+        source: LoadSource,
+    ) -> LoadedApp {
+        info!(%reference, manifest_digest = %fetched.manifest_digest, ?source, "loaded app");
+        LoadedApp {
+            reference,
             manifest_digest: fetched.manifest_digest,
             locked,
             source,
-        })
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! Fetching an artifact into the cache (online) and reading it back (offline).
 //!
-//! Online: the manifest (checked against a pinned digest), the locked app (layer, or config blob
-//! for Spin 1.x artifacts) and every layer are written to the cache, each verified by sha256
-//! before it is written; cached layers are re-verified and re-fetched if tampered. Archive
-//! layers are unpacked and each file stored under its own digest.
-//! Offline: the cached manifest and locked app are read and verified against each other.
+//! Online: the manifest is checked against a pinned digest; every layer is downloaded (bounded
+//! by its declared size and [`MAX_BLOB_BYTES`]) and verified by sha256 before it is written;
+//! cached layers are re-verified and re-fetched if tampered. Archive layers are unpacked within
+//! [`crate::archive::ArchiveLimits`] and each file stored under its own digest. Only then is the
+//! manifest dir updated: locked app (layer, or config blob for Spin 1.x artifacts), manifest,
+//! and last the `digest` commit marker, so a failed pull leaves the last good version in place.
+//! Offline: the cached manifest and locked app are read and verified against each other; an
+//! incomplete dir is "not cached", a mismatching locked app is refused.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,10 +17,12 @@ use oci_client::Reference;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use sha2::{Digest as _, Sha256};
 
+use crate::archive::ArchiveLimits;
 use crate::cache::{BlobKind, OciCache, write_atomic};
 use crate::client::Session;
 use crate::digest::{FileCheck, check_file, sha256_digest, sha256_hex};
-use crate::error::{OciError, io_err};
+use crate::error::{OciError, blocking, io_err};
+use crate::locks::KeyedLocks;
 use crate::media::{ARCHIVE_MEDIA_TYPE, PARALLEL_BLOBS, SPIN_APPLICATION_MEDIA_TYPE, is_wasm};
 use crate::progress::PullProgress;
 
@@ -32,17 +37,6 @@ pub(crate) struct Fetched {
     pub(crate) locked_digest: String,
     /// Blob digests verified in the cache during this load.
     pub(crate) verified: HashSet<String>,
-}
-
-/// Where an app's manifest lives in the cache: by tag, or by digest for digest-only refs.
-///
-/// Spin stores digest-only references under `latest`; lepton uses `sha256:<hex>` (never a valid
-/// tag) so a pinned pull cannot clobber the cached `latest` tag.
-fn manifest_dir(cache: &OciCache, reference: &Reference) -> std::path::PathBuf {
-    match (reference.tag(), reference.digest()) {
-        (None, Some(d)) => cache.repository_dir(reference).join(d),
-        _ => cache.manifest_dir(reference),
-    }
 }
 
 /// Parses manifest bytes; `source` names where they came from.
@@ -88,7 +82,11 @@ fn locked_descriptor<'m>(
 }
 
 /// Fetches `session.reference` into the cache.
-pub(crate) async fn fetch(cache: &OciCache, session: &Session) -> Result<Fetched, OciError> {
+pub(crate) async fn fetch(
+    cache: &OciCache,
+    session: &Session,
+    locks: &KeyedLocks,
+) -> Result<Fetched, OciError> {
     let name = &session.name;
     let bytes = session.manifest_bytes().await?;
     let manifest_digest = sha256_digest(&bytes);
@@ -103,21 +101,29 @@ pub(crate) async fn fetch(cache: &OciCache, session: &Session) -> Result<Fetched
     }
     let manifest = parse_manifest(&bytes, name)?;
     let locked_desc = locked_descriptor(&manifest, name)?;
-    let dir = manifest_dir(cache, &session.reference);
+    let dir = cache.manifest_dir(&session.reference);
 
     let locked_path = dir.join(LOCKED_FILE);
     let progress = PullProgress::new(
         name,
         manifest.layers.iter().map(|l| l.size.max(0) as u64).sum(),
     );
-    let locked_bytes = match std::fs::read(&locked_path) {
-        Ok(b) if sha256_digest(&b) == locked_desc.digest => b,
-        _ => download(session, locked_desc, &progress).await?,
+    let cached_locked = {
+        let (path, digest) = (locked_path.clone(), locked_desc.digest.clone());
+        blocking("reading the cached locked app", move || {
+            Ok(std::fs::read(&path)
+                .ok()
+                .filter(|b| sha256_digest(b) == digest))
+        })
+        .await?
     };
-    write_atomic(&locked_path, &locked_bytes)?;
-    write_atomic(&dir.join(MANIFEST_FILE), &bytes)?;
-    write_atomic(&dir.join(DIGEST_FILE), manifest_digest.as_bytes())?;
+    let locked_bytes = match cached_locked {
+        Some(b) => b,
+        None => download(session, locked_desc, &progress).await?,
+    };
 
+    // Every layer is fetched and verified before the manifest dir is touched, so a failed pull
+    // leaves the last good version of the tag in place.
     let layers: Vec<&OciDescriptor> = manifest
         .layers
         .iter()
@@ -133,15 +139,60 @@ pub(crate) async fn fetch(cache: &OciCache, session: &Session) -> Result<Fetched
         .try_collect()
         .await?;
     for desc in layers.iter().filter(|l| l.media_type == ARCHIVE_MEDIA_TYPE) {
-        unpack_into_cache(cache, &desc.digest, name, &mut verified)?;
+        let (c, d, n) = (cache.clone(), desc.digest.clone(), name.clone());
+        let files = blocking("unpacking an archive layer", move || {
+            unpack_into_cache(&c, &d, &n)
+        })
+        .await?;
+        verified.extend(files);
     }
+    let locked_digest = locked_desc.digest.clone();
+    let locked_bytes = {
+        let _guard = locks.lock(&format!("manifest:{}", dir.display())).await;
+        let manifest_digest = manifest_digest.clone();
+        blocking("recording the pulled manifest", move || {
+            commit(&dir, &bytes, &manifest_digest, &locked_bytes)?;
+            Ok(locked_bytes)
+        })
+        .await?
+    };
     progress.finish();
     Ok(Fetched {
-        locked_digest: locked_desc.digest.clone(),
+        locked_digest,
         manifest_digest,
         locked_bytes,
         verified,
     })
+}
+
+/// Records a fully fetched artifact in its manifest dir. The `digest` file is the commit
+/// marker: it is removed first and written last, so a reader that finds it matching
+/// `manifest.json` knows `config.json` belongs to that manifest; anything else is an
+/// incomplete pull, i.e. not cached. Nothing is rewritten if the dir already holds this
+/// version.
+fn commit(
+    dir: &Path,
+    manifest_bytes: &[u8],
+    manifest_digest: &str,
+    locked_bytes: &[u8],
+) -> Result<(), OciError> {
+    let digest_path = dir.join(DIGEST_FILE);
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let locked_path = dir.join(LOCKED_FILE);
+    let current = std::fs::read_to_string(&digest_path).is_ok_and(|d| d.trim() == manifest_digest)
+        && std::fs::read(&manifest_path).is_ok_and(|m| m == manifest_bytes)
+        && std::fs::read(&locked_path).is_ok_and(|l| l == locked_bytes);
+    if current {
+        return Ok(());
+    }
+    match std::fs::remove_file(&digest_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&digest_path)(e)),
+    }
+    write_atomic(&locked_path, locked_bytes)?;
+    write_atomic(&manifest_path, manifest_bytes)?;
+    write_atomic(&digest_path, manifest_digest.as_bytes())
 }
 
 /// Makes sure one layer is in the cache and valid; returns its digest.
@@ -156,17 +207,23 @@ async fn ensure_layer(
     } else {
         BlobKind::Data
     };
-    let (path, check) = cache.check_blob(kind, &desc.digest)?;
+    let (c, d) = (cache.clone(), desc.digest.clone());
+    let (path, check) = blocking("verifying a cached blob", move || c.check_blob(kind, &d)).await?;
     if check == FileCheck::Valid {
         progress.cached(desc.size.max(0) as u64);
         return Ok(desc.digest.clone());
     }
     let bytes = download(session, desc, progress).await?;
-    write_atomic(&path, &bytes)?;
+    blocking("writing a pulled blob", move || write_atomic(&path, &bytes)).await?;
     Ok(desc.digest.clone())
 }
 
-/// Downloads a blob into memory, verifying its sha256 before returning it.
+/// Largest blob lepton downloads (1 GiB); blobs are held in memory while being verified.
+pub(crate) const MAX_BLOB_BYTES: u64 = 1 << 30;
+/// Never pre-allocate more than this for a download, whatever the manifest claims (64 MiB).
+const MAX_DOWNLOAD_PREALLOC: u64 = 64 << 20;
+
+/// Downloads a blob into memory, verifying its size and sha256 before returning it.
 async fn download(
     session: &Session,
     desc: &OciDescriptor,
@@ -179,34 +236,109 @@ async fn download(
         });
     }
     let layer = progress.layer(&desc.digest, desc.size.max(0) as u64);
-    let mut stream = session.blob_stream(desc).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = Vec::with_capacity(desc.size.clamp(0, 64 << 20) as usize);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| session.err(e.into()))?;
-        hasher.update(&chunk);
-        buf.extend_from_slice(&chunk);
-        layer.inc(chunk.len() as u64);
-    }
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != desc.digest {
-        return Err(OciError::DigestMismatch {
-            digest: desc.digest.clone(),
-            actual,
-            reference: session.name.clone(),
-        });
-    }
+    let bound = BlobBound::new(desc, &session.name, MAX_BLOB_BYTES)?;
+    let stream = session.blob_stream(desc).await?;
+    let buf = collect_blob(
+        stream.map(|chunk| chunk.map_err(|e| session.err(e.into()))),
+        &bound,
+        |n| layer.inc(n),
+    )
+    .await?;
     layer.done(buf.len() as u64);
     Ok(buf)
 }
 
+/// What a download of one blob may receive.
+pub(crate) struct BlobBound<'a> {
+    desc: &'a OciDescriptor,
+    reference: &'a str,
+    /// Stop once more than this many bytes arrive.
+    limit: u64,
+    /// The exact size the manifest declares (when it declares one).
+    declared: Option<u64>,
+}
+
+impl<'a> BlobBound<'a> {
+    /// The bound for `desc`: its declared size (if > 0), never more than `max`.
+    pub(crate) fn new(
+        desc: &'a OciDescriptor,
+        reference: &'a str,
+        max: u64,
+    ) -> Result<Self, OciError> {
+        let declared = u64::try_from(desc.size).ok().filter(|s| *s > 0);
+        let bound = BlobBound {
+            desc,
+            reference,
+            limit: declared.unwrap_or(max).min(max),
+            declared,
+        };
+        if let Some(size) = declared.filter(|s| *s > max) {
+            return Err(bound.size_error(format!(
+                "the manifest declares {size} bytes, over the {max} byte limit"
+            )));
+        }
+        Ok(bound)
+    }
+
+    fn size_error(&self, detail: String) -> OciError {
+        OciError::BlobSize {
+            digest: self.desc.digest.clone(),
+            reference: self.reference.to_string(),
+            detail,
+        }
+    }
+}
+
+/// Collects a blob stream within `bound`, then checks its size and sha256.
+pub(crate) async fn collect_blob<B: AsRef<[u8]>>(
+    mut stream: impl futures::Stream<Item = Result<B, OciError>> + Unpin,
+    bound: &BlobBound<'_>,
+    mut on_chunk: impl FnMut(u64),
+) -> Result<Vec<u8>, OciError> {
+    let mut hasher = Sha256::new();
+    let mut buf = Vec::with_capacity(bound.limit.min(MAX_DOWNLOAD_PREALLOC) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let chunk = chunk.as_ref();
+        if (buf.len() as u64).saturating_add(chunk.len() as u64) > bound.limit {
+            return Err(bound.size_error(match bound.declared {
+                Some(size) if size == bound.limit => {
+                    format!("the registry sent more than the {size} bytes the manifest declares")
+                }
+                _ => format!("the registry sent more than the {} byte limit", bound.limit),
+            }));
+        }
+        hasher.update(chunk);
+        buf.extend_from_slice(chunk);
+        on_chunk(chunk.len() as u64);
+    }
+    if let Some(size) = bound.declared
+        && buf.len() as u64 != size
+    {
+        return Err(bound.size_error(format!(
+            "the registry sent {} bytes but the manifest declares {size}",
+            buf.len()
+        )));
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != bound.desc.digest {
+        return Err(OciError::DigestMismatch {
+            digest: bound.desc.digest.clone(),
+            actual,
+            reference: bound.reference.to_string(),
+        });
+    }
+    Ok(buf)
+}
+
 /// Unpacks a (verified) archive blob, storing each regular file under `data/<its digest>`.
+/// Returns the digests of the files stored (all verified).
 fn unpack_into_cache(
     cache: &OciCache,
     digest: &str,
     reference: &str,
-    verified: &mut HashSet<String>,
-) -> Result<(), OciError> {
+) -> Result<HashSet<String>, OciError> {
+    let mut verified = HashSet::new();
     let path = cache.blob_path(BlobKind::Data, digest)?;
     let archive = std::fs::read(&path).map_err(io_err(&path))?;
     let actual = sha256_digest(&archive);
@@ -217,7 +349,7 @@ fn unpack_into_cache(
             reference: reference.to_string(),
         });
     }
-    crate::push::unpack_archive(&archive, |_, bytes| {
+    crate::archive::unpack(&archive, ArchiveLimits::default(), |_, bytes| {
         let d = sha256_digest(&bytes);
         let dest = cache
             .blob_path(BlobKind::Data, &d)
@@ -228,10 +360,12 @@ fn unpack_into_cache(
         verified.insert(d);
         Ok(())
     })
-    .map_err(|e| OciError::Manifest {
-        path: format!("{reference} archive layer {digest}"),
-        message: e.to_string(),
-    })
+    .map_err(|source| OciError::Archive {
+        digest: digest.to_string(),
+        reference: reference.to_string(),
+        source,
+    })?;
+    Ok(verified)
 }
 
 /// Why a cached app could not be read.
@@ -243,33 +377,44 @@ pub(crate) enum CacheMiss {
 }
 
 /// Reads a previously fetched app for `reference` from the cache, fully offline.
+///
+/// A missing or inconsistent manifest dir (no `digest`, `manifest.json` or `config.json`, or a
+/// manifest that does not match the recorded digest) is an interrupted pull: not cached. A
+/// locked app whose bytes do not match the committed manifest is tampered: invalid.
 pub(crate) fn read_cached(cache: &OciCache, reference: &Reference) -> Result<Fetched, CacheMiss> {
     let name = reference.whole();
     let dir = find_cached_dir(cache, reference).ok_or_else(|| {
         CacheMiss::NotCached(format!(
-            "no cached manifest under {}",
-            manifest_dir(cache, reference).display()
+            "it is not in the cache (nothing under {})",
+            cache.manifest_dir(reference).display()
         ))
     })?;
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read(&path).map_err(|e| {
+            CacheMiss::NotCached(format!(
+                "it is not in the cache ({}: {e}; an earlier pull did not complete)",
+                path.display()
+            ))
+        })
+    };
+    let recorded = read(DIGEST_FILE)?;
+    let recorded = String::from_utf8_lossy(&recorded).trim().to_string();
     let manifest_path = dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&manifest_path)
-        .map_err(|e| CacheMiss::NotCached(format!("{}: {e}", manifest_path.display())))?;
+    let bytes = read(MANIFEST_FILE)?;
     let manifest_digest = sha256_digest(&bytes);
-    let recorded = std::fs::read_to_string(dir.join(DIGEST_FILE)).unwrap_or_default();
-    let expected = reference.digest().unwrap_or(recorded.trim());
-    if expected != manifest_digest {
-        return Err(CacheMiss::Invalid(OciError::DigestMismatch {
-            digest: expected.to_string(),
-            actual: manifest_digest,
-            reference: name,
-        }));
+    let expected = reference.digest().unwrap_or(&recorded);
+    if manifest_digest != recorded || manifest_digest != expected {
+        return Err(CacheMiss::NotCached(format!(
+            "it is not in the cache ({} has digest {manifest_digest}, expected {expected}; an \
+             earlier pull did not complete)",
+            manifest_path.display()
+        )));
     }
     let shown = manifest_path.display().to_string();
     let manifest = parse_manifest(&bytes, &shown).map_err(CacheMiss::Invalid)?;
     let locked_desc = locked_descriptor(&manifest, &name).map_err(CacheMiss::Invalid)?;
-    let locked_path = dir.join(LOCKED_FILE);
-    let locked_bytes = std::fs::read(&locked_path)
-        .map_err(|e| CacheMiss::NotCached(format!("{}: {e}", locked_path.display())))?;
+    let locked_bytes = read(LOCKED_FILE)?;
     let actual = sha256_digest(&locked_bytes);
     if actual != locked_desc.digest {
         return Err(CacheMiss::Invalid(OciError::DigestMismatch {
@@ -289,9 +434,9 @@ pub(crate) fn read_cached(cache: &OciCache, reference: &Reference) -> Result<Fet
 /// The cache dir for `reference`; for digest-pinned refs, any dir of the repository whose
 /// recorded manifest digest matches (e.g. the tag it was first pulled by).
 fn find_cached_dir(cache: &OciCache, reference: &Reference) -> Option<std::path::PathBuf> {
-    let primary = manifest_dir(cache, reference);
+    let primary = cache.manifest_dir(reference);
     let Some(pinned) = reference.digest() else {
-        return primary.join(MANIFEST_FILE).is_file().then_some(primary);
+        return primary.is_dir().then_some(primary);
     };
     let records = |dir: &Path| {
         std::fs::read_to_string(dir.join(DIGEST_FILE)).is_ok_and(|d| d.trim() == pinned)
@@ -304,4 +449,89 @@ fn find_cached_dir(cache: &OciCache, reference: &Reference) -> Option<std::path:
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| records(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(bytes: &[u8], size: i64) -> OciDescriptor {
+        OciDescriptor {
+            digest: sha256_digest(bytes),
+            size,
+            ..Default::default()
+        }
+    }
+
+    async fn collect(
+        chunks: Vec<Vec<u8>>,
+        d: &OciDescriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        let bound = BlobBound::new(d, "reg/app:v1", max)?;
+        let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, OciError>));
+        collect_blob(stream, &bound, |_| {}).await
+    }
+
+    #[tokio::test]
+    async fn blob_sizes_are_bounded() {
+        let data = vec![7u8; 1000];
+        let ok = collect(
+            vec![data[..500].to_vec(), data[500..].to_vec()],
+            &desc(&data, 1000),
+            1 << 20,
+        )
+        .await;
+        assert_eq!(ok.unwrap(), data);
+        // Undeclared size: the global limit applies.
+        assert!(
+            collect(vec![data.clone()], &desc(&data, 0), 1 << 20)
+                .await
+                .is_ok()
+        );
+
+        let named = |e: OciError| {
+            let msg = e.to_string();
+            assert!(matches!(e, OciError::BlobSize { .. }), "{e:?}");
+            assert!(
+                msg.contains(&sha256_digest(&data)) && msg.contains("reg/app:v1"),
+                "{msg}"
+            );
+            msg
+        };
+        // More than declared: stopped at the declared size.
+        let msg = named(
+            collect(
+                vec![data.clone(), data.clone()],
+                &desc(&data, 1000),
+                1 << 20,
+            )
+            .await
+            .unwrap_err(),
+        );
+        assert!(msg.contains("declares"), "{msg}");
+        // Less than declared.
+        named(
+            collect(vec![data[..10].to_vec()], &desc(&data, 1000), 1 << 20)
+                .await
+                .unwrap_err(),
+        );
+        // Undeclared and over the limit.
+        named(
+            collect(vec![data.clone()], &desc(&data, 0), 100)
+                .await
+                .unwrap_err(),
+        );
+        // Declared over the limit: refused before any byte is read.
+        named(
+            collect(Vec::new(), &desc(&data, i64::MAX), 1 << 30)
+                .await
+                .unwrap_err(),
+        );
+        // Right size, wrong bytes.
+        let err = collect(vec![vec![8u8; 1000]], &desc(&data, 1000), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OciError::DigestMismatch { .. }), "{err:?}");
+    }
 }

@@ -189,7 +189,15 @@ impl Blobs<'_> {
     }
 }
 
+/// Attempts at swapping a freshly built assets dir into place before giving up.
+const SWAP_ATTEMPTS: usize = 3;
+
 /// Ensures `<root>/assets/<hex>/` holds exactly `assets`, verified; returns the dir.
+///
+/// A directory that verifies is never deleted: it may be in use by a running app (another load
+/// of the same app, in this or another process). A new copy is built in a temp dir; if the final
+/// dir appears meanwhile and verifies, it is used and the copy discarded. An invalid one is
+/// renamed aside, the new copy renamed in, and only then is the aside copy deleted.
 fn materialize(
     cache: &OciCache,
     blobs: &Blobs<'_>,
@@ -216,18 +224,39 @@ fn materialize(
         };
         write_atomic(&tmp.path().join(rel), &bytes)?;
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-    }
-    let built = tmp.keep();
-    if let Err(e) = std::fs::rename(&built, &dir) {
-        // Another loader may have won the race; use its result only if it verifies.
-        let _ = std::fs::remove_dir_all(&built);
-        if !(dir.is_dir() && assets_valid(&dir, assets)?) {
-            return Err(io_err(&dir)(e));
+    // Invalid copies moved aside; deleted when this returns, after the new copy is in place.
+    let mut asides = Vec::new();
+    let mut last_err = None;
+    for _ in 0..SWAP_ATTEMPTS {
+        match std::fs::rename(tmp.path(), &dir) {
+            Ok(()) => {
+                // The temp dir is now `dir`; don't let the guard delete it.
+                let _ = tmp.keep();
+                return Ok(dir);
+            }
+            Err(e) => last_err = Some(e),
         }
+        // Something is in the way: another loader's result (use it if it verifies) or a stale,
+        // invalid copy (move it aside, never delete it in place).
+        if dir.is_dir() && assets_valid(&dir, assets)? {
+            return Ok(dir);
+        }
+        let aside = tempfile::Builder::new()
+            .prefix(".old-")
+            .tempdir_in(parent)
+            .map_err(io_err(parent))?;
+        let aside_path = aside.path().join("assets");
+        match std::fs::rename(&dir, &aside_path) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), "moved invalid assets aside"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        asides.push(aside);
     }
-    Ok(dir)
+    // `tmp` is dropped (deleted) here.
+    Err(io_err(&dir)(last_err.unwrap_or_else(|| {
+        std::io::Error::other("assets directory kept changing while being replaced")
+    })))
 }
 
 /// Whether `dir` contains exactly the expected files with the expected digests.

@@ -177,9 +177,10 @@ async fn load_then_offline_then_tamper() {
             .is_file()
     );
 
-    // A digest-pinned load while online.
+    // A digest-pinned load while online: already cached (by tag), so the registry is skipped.
     let pinned = loader.load(&pinned_ref).await.unwrap();
-    assert_eq!(pinned.source, LoadSource::Registry);
+    assert_eq!(pinned.source, LoadSource::CacheOnly);
+    assert_eq!(pinned.manifest_digest, outcome.manifest_digest);
 
     // Registry down: both refs load from the cache alone.
     reg.stop();

@@ -12,7 +12,7 @@ use oci_client::config::{Architecture, ConfigFile, Os};
 use oci_client::manifest::OciImageManifest;
 use serde_json::Value;
 
-use super::archive;
+use crate::archive;
 use crate::digest::sha256_digest;
 use crate::error::{OciError, io_err};
 use crate::media::{
@@ -115,11 +115,9 @@ pub(crate) fn assemble(mut app: LockedApp, archive_mode: bool) -> Result<Artifac
                 .zip(&file_bytes)
                 .map(|(f, b)| (f.path.as_str(), b.as_slice()))
                 .collect();
-            let gz = archive::build(&entries).map_err(|e| {
-                OciError::Unsupported(format!(
-                    "building archive layer for component {}: {e}",
-                    c.id
-                ))
+            let gz = archive::build(&entries).map_err(|source| OciError::ArchiveBuild {
+                component: c.id.clone(),
+                source,
             })?;
             set.add(gz, ARCHIVE_MEDIA_TYPE);
         }
@@ -138,7 +136,10 @@ pub(crate) fn assemble(mut app: LockedApp, archive_mode: bool) -> Result<Artifac
     let manifest = OciImageManifest::build(&set.layers, &config, Some(annotations(&app)));
     let manifest_json = serde_json::to_value(&manifest)
         .and_then(|v| serde_json::to_vec(&v))
-        .map_err(|e| OciError::Unsupported(format!("serializing manifest: {e}")))?;
+        .map_err(|e| OciError::Serialize {
+            what: "OCI manifest".to_string(),
+            message: e.to_string(),
+        })?;
     Ok(Artifact {
         layers: set.layers,
         config,
@@ -164,8 +165,10 @@ fn image_config(locked_app_digest: &str) -> Result<Config, OciError> {
         }),
         ..Default::default()
     };
-    Config::oci_v1_from_config_file(file, None)
-        .map_err(|e| OciError::Unsupported(format!("serializing image config: {e}")))
+    Config::oci_v1_from_config_file(file, None).map_err(|e| OciError::Serialize {
+        what: "image config".to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// The annotations `spin registry push` infers.

@@ -1,9 +1,6 @@
 //! `push`: publish a `spin.toml` app as Spin's OCI artifact (what `spin registry push` does).
 
-mod archive;
 mod artifact;
-
-pub(crate) use archive::unpack as unpack_archive;
 
 use std::path::Path;
 
