@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};

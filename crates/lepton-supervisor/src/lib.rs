@@ -9,4 +9,6 @@ pub mod spec;
 pub mod supervisor;
 
 pub use spec::{AppSpec, ConfigError, Manifest};
-pub use supervisor::{AppSupervisor, LoadFailure, RunningAppStatus, SupervisorConfig};
+pub use supervisor::{
+    AppSupervisor, LoadFailure, RunningAppStatus, StartError, SupervisorConfig, error_chain,
+};

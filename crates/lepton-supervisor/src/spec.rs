@@ -177,9 +177,12 @@ impl Manifest {
             }
             let address = match app.address.parse::<SocketAddr>() {
                 Ok(a) => {
-                    if let Some(other) = seen_addr.insert(a, label.clone()) {
-                        problem("address", format!("{a} is already used by {other}"));
+                    if let Some((b, other)) =
+                        seen_addr.iter().find(|(b, _)| addresses_conflict(a, **b))
+                    {
+                        problem("address", format!("{a} is already used by {other} ({b})"));
                     }
+                    seen_addr.insert(a, label.clone());
                     Some(a)
                 }
                 Err(e) => {
@@ -231,6 +234,19 @@ impl Manifest {
             Err(ConfigError::Invalid(problems))
         }
     }
+}
+
+/// Two listen addresses collide when they share a port (other than 0, which picks a free one)
+/// and either the IPs are equal or one is a wildcard (`0.0.0.0`, `[::]`) of the same family or,
+/// for `[::]`, any family (dual-stack sockets).
+fn addresses_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let (x, y) = (a.ip(), b.ip());
+    x == y
+        || (x.is_unspecified() && (x.is_ipv6() || y.is_ipv4()))
+        || (y.is_unspecified() && (y.is_ipv6() || x.is_ipv4()))
 }
 
 /// `registry/ns/repo:tag` → `repo`, falling back to `app<i>`.
@@ -299,6 +315,26 @@ mod tests {
             msg.contains("apps[2] (Not A Reference!): `state_dir`"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn wildcard_addresses_conflict_with_specific_ones_on_the_same_port() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert!(addresses_conflict(addr("0.0.0.0:80"), addr("127.0.0.1:80")));
+        assert!(addresses_conflict(addr("127.0.0.1:80"), addr("0.0.0.0:80")));
+        assert!(addresses_conflict(addr("[::]:80"), addr("127.0.0.1:80")));
+        assert!(!addresses_conflict(
+            addr("127.0.0.1:80"),
+            addr("127.0.0.2:80")
+        ));
+        assert!(!addresses_conflict(
+            addr("127.0.0.1:80"),
+            addr("127.0.0.1:81")
+        ));
+        assert!(!addresses_conflict(
+            addr("127.0.0.1:0"),
+            addr("127.0.0.1:0")
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use lepton_oci::{AppLoader, LoadSource};
 use lepton_runtime::{CompileCache, RuntimeApp, RuntimeEngine};
 use lepton_trigger_http::{HttpApp, HttpListener};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::spec::AppSpec;
 
@@ -32,15 +32,60 @@ impl Default for SupervisorConfig {
     }
 }
 
+/// Why an app could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Pulling or resolving the app failed.
+    #[error(transparent)]
+    Load(#[from] lepton_oci::OciError),
+    /// The app needs something lepton cannot do yet.
+    #[error("the app cannot run on lepton: {0}")]
+    NotRunnable(#[from] lepton_app::AppError),
+    /// The app's state directory could not be created.
+    #[error("cannot create state_dir {path}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component could not be prepared.
+    #[error(transparent)]
+    Runtime(#[from] lepton_runtime::RuntimeError),
+    /// The HTTP triggers are invalid.
+    #[error(transparent)]
+    Trigger(#[from] lepton_trigger_http::TriggerError),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The load task panicked (a bug in lepton, reported instead of taking the process down).
+    #[error("internal error while loading: {0}")]
+    Internal(String),
+}
+
 /// An app that could not be started, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadFailure {
     /// The app's name.
     pub app: String,
     /// Its reference.
     pub reference: String,
-    /// What went wrong (a full cause chain).
-    pub error: String,
+    /// What went wrong.
+    pub error: StartError,
+}
+
+impl LoadFailure {
+    /// The error with its whole cause chain, on one line.
+    pub fn describe(&self) -> String {
+        error_chain(&self.error)
+    }
 }
 
 /// A running app, as reported to operators.
@@ -103,63 +148,57 @@ impl AppSupervisor {
 
     /// Start every app in `specs` concurrently. Apps that fail are returned; the rest serve.
     pub async fn start_all(&mut self, specs: Vec<AppSpec>) -> Vec<LoadFailure> {
-        let mut loads = JoinSet::new();
-        for spec in specs {
-            let engine = self.engine.clone();
-            let loader = self.loader.clone();
-            let cache = self.compile_cache.clone();
-            loads.spawn(async move {
-                let result = prepare(&engine, &loader, &cache, &spec).await;
-                (spec, result)
-            });
-        }
+        let loads: Vec<(AppSpec, JoinHandle<Result<ReadyApp, StartError>>)> = specs
+            .into_iter()
+            .map(|spec| {
+                let engine = self.engine.clone();
+                let loader = self.loader.clone();
+                let cache = self.compile_cache.clone();
+                let task_spec = spec.clone();
+                let handle =
+                    tokio::spawn(
+                        async move { prepare(&engine, &loader, &cache, &task_spec).await },
+                    );
+                (spec, handle)
+            })
+            .collect();
         let mut failures = Vec::new();
-        while let Some(joined) = loads.join_next().await {
-            let (spec, result) = match joined {
-                Ok(pair) => pair,
-                Err(err) => {
-                    failures.push(LoadFailure {
-                        app: "?".into(),
-                        reference: "?".into(),
-                        error: format!("load task failed: {err}"),
-                    });
-                    continue;
-                }
+        for (spec, handle) in loads {
+            let result = match handle.await {
+                Ok(result) => result,
+                Err(join) => Err(StartError::Internal(join.to_string())),
             };
-            let ready = match result {
-                Ok(ready) => ready,
-                Err(error) => {
-                    tracing::error!(app = %spec.name, reference = %spec.reference, %error, "app failed to load");
-                    failures.push(LoadFailure {
-                        app: spec.name,
-                        reference: spec.reference,
-                        error,
-                    });
-                    continue;
-                }
+            let outcome = match result {
+                Ok(ready) => self.serve(ready).await,
+                Err(error) => Err(error),
             };
-            if let Err(error) = self.serve(ready).await {
-                tracing::error!(app = %spec.name, address = %spec.address, %error, "app failed to start");
-                failures.push(LoadFailure {
+            if let Err(error) = outcome {
+                let failure = LoadFailure {
                     app: spec.name,
                     reference: spec.reference,
                     error,
-                });
+                };
+                tracing::error!(app = %failure.app, reference = %failure.reference, error = %failure.describe(), "app failed to start");
+                failures.push(failure);
             }
         }
         failures
     }
 
-    async fn serve(&mut self, ready: ReadyApp) -> Result<(), String> {
+    async fn serve(&mut self, ready: ReadyApp) -> Result<(), StartError> {
         let ReadyApp {
             spec,
             digest,
             from_cache_only,
             http,
         } = ready;
-        let listener = HttpListener::bind(spec.address)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", spec.address))?;
+        let listener =
+            HttpListener::bind(spec.address)
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: spec.address,
+                    source,
+                })?;
         let routes = http
             .router()
             .routes()
@@ -211,17 +250,16 @@ async fn prepare(
     loader: &AppLoader,
     cache: &CompileCache,
     spec: &AppSpec,
-) -> Result<ReadyApp, String> {
-    let loaded = loader
-        .load(&spec.reference)
-        .await
-        .map_err(|e| error_chain(&e))?;
-    std::fs::create_dir_all(&spec.state_dir)
-        .map_err(|e| format!("cannot create state_dir {}: {e}", spec.state_dir.display()))?;
-    let runtime = RuntimeApp::prepare(engine, cache, &loaded.locked, &spec.state_dir.join("logs"))
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime).map_err(|e| error_chain(&e))?;
+) -> Result<ReadyApp, StartError> {
+    let loaded = loader.load(&spec.reference).await?;
+    loaded.locked.ensure_runnable()?;
+    std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
+        path: spec.state_dir.clone(),
+        source,
+    })?;
+    let runtime =
+        RuntimeApp::prepare(engine, cache, &loaded.locked, &spec.state_dir.join("logs")).await?;
+    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime)?;
     Ok(ReadyApp {
         spec: spec.clone(),
         digest: loaded.manifest_digest,
@@ -230,7 +268,8 @@ async fn prepare(
     })
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// `err` and its sources on one line, skipping a source whose text the message already holds.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
