@@ -41,12 +41,21 @@ fn push_pull_cache_compile_serve() {
     let work = tempfile::tempdir().expect("tempdir");
     let mut registry = TestRegistry::start().expect("start docker-registry");
     let reg = registry.addr();
+    let mut hello_digest = String::new();
     for app in ["hello-p2", "hello-p3", "routes", "static"] {
         let out = push(app, &format!("{reg}/{app}:v1"));
+        let digest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("digest: "))
+            .unwrap_or_else(|| panic!("push output names the digest: {out}"))
+            .to_string();
         assert!(
-            out.contains("sha256:"),
-            "push output names the digest: {out}"
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "{digest}"
         );
+        if app == "hello-p2" {
+            hello_digest = digest;
+        }
     }
 
     let d = Deployment {
@@ -97,6 +106,30 @@ fn push_pull_cache_compile_serve() {
         offline.stderr()
     );
     assert!(offline.terminate().success());
+
+    // A digest-pinned reference starts from the cache with the registry down.
+    let pinned_addr = free_addr();
+    let pinned = work.path().join("pinned.json");
+    std::fs::write(
+        &pinned,
+        serde_json::to_vec(&serde_json::json!({ "apps": [
+            { "reference": format!("{reg}/hello-p2@{hello_digest}"), "address": pinned_addr, "state_dir": "state/pinned" }
+        ]}))
+        .expect("json"),
+    )
+    .expect("write pinned manifest");
+    let mut pinned_run = Lepton::start(&pinned, &cache, &logs);
+    pinned_run.wait_healthy(&[&pinned_addr]);
+    assert_eq!(
+        get(&pinned_addr, "/").expect("get").text(),
+        "Hello from hello (p2)\n"
+    );
+    assert!(
+        pinned_run.stdout().contains(&hello_digest),
+        "the serving line names the digest:\n{}",
+        pinned_run.stdout()
+    );
+    assert!(pinned_run.terminate().success());
 
     // Tamper with the static app's fileserver wasm (a blob no other app uses).
     let tampered = tamper_wasm_blob(&cache, "static", "hello-p2");
