@@ -15,7 +15,7 @@ WORK="$ROOT/target/bench"
 scripts/install-deps.sh
 command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 scripts/build-apps.sh >/dev/null
-cargo build --release --bin lepton -p native-hello >/dev/null
+cargo build --release -p lepton -p native-hello >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 REG="127.0.0.1:$(free_port)"
