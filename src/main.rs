@@ -126,7 +126,10 @@ async fn serve(
     if manifest.apps.is_empty() {
         bail!("{}: `apps` is empty; nothing to run", file.display());
     }
+    // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
     let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
+    let cache_root = std::path::absolute(&cache_root)
+        .with_context(|| format!("cache directory {}", cache_root.display()))?;
     let engine = Arc::new(RuntimeEngine::new(&RuntimeEngineConfig::default())?);
     let compile_cache = CompileCache::new(&cache_root, engine.engine());
     let loader = Arc::new(AppLoader::new(OciCache::new(cache_root.clone()), registry));

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -99,11 +100,8 @@ fn one_app_failing_to_load_leaves_the_others_serving() {
         .expect("json"),
     )
     .expect("write");
-    let mut lepton = Lepton::start(
-        &manifest,
-        &work.path().join("cache"),
-        &work.path().join("logs"),
-    );
+    // A relative cache dir (resolved against lepton's working directory) works too.
+    let mut lepton = Lepton::start(&manifest, Path::new("cache"), &work.path().join("logs"));
     lepton.wait_healthy(&[&good]);
     assert_eq!(
         get(&good, "/").expect("get").text(),

@@ -89,7 +89,10 @@ impl Lepton {
         let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
         let stderr_path = logs.join(format!("lepton-{n}.stderr"));
         let stdout_path = logs.join(format!("lepton-{n}.stdout"));
+        // Run from the manifest's directory, so a relative cache dir is resolved against it.
+        let cwd = manifest.parent().unwrap_or(Path::new("."));
         let child = Command::new(lepton_bin())
+            .current_dir(cwd)
             .arg(manifest)
             .arg("--cache-dir")
             .arg(cache_dir)
