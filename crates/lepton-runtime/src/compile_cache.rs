@@ -12,9 +12,11 @@
 //! are only loaded from a directory owned by that user that nobody else can write; otherwise the
 //! cache is bypassed and components are compiled from their verified Wasm.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -22,15 +24,23 @@ use wasmtime::component::Component;
 
 use crate::RuntimeError;
 
-/// The on-disk compiled-component cache (or a pass-through when disabled).
+/// The on-disk compiled-component cache (or a pass-through when disabled), fronted by an
+/// in-process table so a component shared by several apps or components is compiled or
+/// deserialised once, and its code mapped once, however many use it.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
+    loaded: Arc<Mutex<HashMap<String, Slot>>>,
 }
+
+/// One component's place in the in-process table, filled by the first load.
+type Slot = Arc<Mutex<Option<Component>>>;
 
 /// Where a component came from, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompileOutcome {
+    /// Already loaded in this process; the same compiled code is shared.
+    Shared,
     /// Loaded a verified artifact from disk.
     Cached,
     /// Compiled now (and stored, if the cache is enabled).
@@ -45,12 +55,16 @@ impl CompileCache {
         let key = format!("{:016x}", hasher.finish());
         Self {
             dir: Some(root.join("compiled").join(key)),
+            loaded: Arc::default(),
         }
     }
 
-    /// No disk cache: every load compiles.
+    /// No disk cache: each distinct component is compiled once per process.
     pub fn disabled() -> Self {
-        Self { dir: None }
+        Self {
+            dir: None,
+            loaded: Arc::default(),
+        }
     }
 
     /// Load the component at `wasm_path` whose content digest is `digest` (`sha256:<hex>`), from
@@ -77,6 +91,30 @@ impl CompileCache {
                 (hex::encode(Sha256::digest(&bytes)), Some(bytes))
             }
         };
+        // One slot per digest: concurrent loads of the same component wait for the first one
+        // instead of compiling it again.
+        let slot = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            loaded.entry(hex.clone()).or_default().clone()
+        };
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(component) = slot.as_ref() {
+            return Ok((component.clone(), CompileOutcome::Shared));
+        }
+        let (component, outcome) =
+            self.load_from_disk_or_compile(engine, component_id, &hex, wasm, read_wasm)?;
+        *slot = Some(component.clone());
+        Ok((component, outcome))
+    }
+
+    fn load_from_disk_or_compile(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        hex: &str,
+        wasm: Option<Vec<u8>>,
+        read_wasm: impl Fn() -> Result<Vec<u8>, RuntimeError>,
+    ) -> Result<(Component, CompileOutcome), RuntimeError> {
         if let Some(dir) = &self.dir {
             let artifact = dir.join(format!("{hex}.cwasm"));
             if let Some(component) = self.load_artifact(engine, component_id, &artifact) {
@@ -99,7 +137,7 @@ impl CompileCache {
             "compiled component"
         );
         if let Some(dir) = &self.dir
-            && let Err(err) = store_artifact(dir, &hex, &component)
+            && let Err(err) = store_artifact(dir, hex, &component)
         {
             tracing::warn!(component = component_id, error = %err, "could not cache compiled component");
         }
@@ -245,6 +283,12 @@ mod tests {
             .load(&engine, "c", &wasm_path, None)
             .expect("first load");
         assert_eq!(first, CompileOutcome::Compiled);
+        let (_, shared) = cache
+            .load(&engine, "c", &wasm_path, None)
+            .expect("shared load");
+        assert_eq!(shared, CompileOutcome::Shared);
+        // A new process (a fresh cache object) loads the artifact from disk.
+        let cache = CompileCache::new(dir.path(), &engine);
         let (_, second) = cache
             .load(&engine, "c", &wasm_path, None)
             .expect("second load");
@@ -261,6 +305,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&artifact, bytes).expect("corrupt");
+        let cache = CompileCache::new(dir.path(), &engine);
         let (_, third) = cache
             .load(&engine, "c", &wasm_path, None)
             .expect("third load");
@@ -286,6 +331,7 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o700, "created private");
         std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let cache = CompileCache::new(dir.path(), &engine);
         let (_, outcome) = cache.load(&engine, "c", &wasm_path, None).expect("load");
         assert_eq!(
             outcome,
