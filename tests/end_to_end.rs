@@ -70,6 +70,13 @@ fn push_pull_cache_compile_serve() {
     let mut lepton = Lepton::start(&manifest, &cache, &logs);
     lepton.wait_healthy(&[&d.hello, &d.routes, &d.statics, &d.p3]);
 
+    // Pulls report progress (per layer, when stderr is not a terminal).
+    let first_log = lepton.stderr();
+    assert!(
+        first_log.contains("pulled layer") && first_log.contains("pull complete"),
+        "pull progress is reported:\n{first_log}"
+    );
+
     check_hello_apps(&d);
     check_spin_headers(&d);
     check_routes(&d);
