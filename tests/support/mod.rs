@@ -224,15 +224,8 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
 }
 
 /// Send one request with `Connection: close` and read the whole response.
-pub fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    lepton_testkit::http_request(addr, method, path, headers, body)
-}
+#[allow(unused_imports)]
+pub use lepton_testkit::http_request as request;
 
 /// A free loopback address.
 pub fn free_addr() -> String {

@@ -184,7 +184,7 @@ where
 }
 
 /// `err` and its causes, joined with `: ` (for logs and messages that embed an error).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

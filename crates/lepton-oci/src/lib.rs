@@ -23,7 +23,7 @@ mod push;
 mod resolve;
 
 pub use cache::OciCache;
-pub use error::OciError;
+pub use error::{OciError, error_chain};
 pub use loader::{AppLoader, LoadSource, LoadedApp};
 pub use media::{
     ARCHIVE_MEDIA_TYPE, DATA_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, LOCKED_APP_DIGEST_LABEL,

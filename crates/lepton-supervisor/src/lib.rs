@@ -9,6 +9,4 @@ pub mod spec;
 pub mod supervisor;
 
 pub use spec::{AppSpec, ConfigError, Manifest};
-pub use supervisor::{
-    AppSupervisor, LoadFailure, RunningAppStatus, StartError, SupervisorConfig, error_chain,
-};
+pub use supervisor::{AppSupervisor, LoadFailure, RunningAppStatus, StartError, SupervisorConfig};

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lepton_oci::{AppLoader, LoadSource};
+use lepton_oci::{AppLoader, LoadSource, error_chain};
 use lepton_runtime::{CompileCache, RuntimeApp, RuntimeEngine};
 use lepton_trigger_http::{HttpApp, HttpListener};
 use tokio::sync::watch;
@@ -266,19 +266,4 @@ async fn prepare(
         from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
         http,
     })
-}
-
-/// `err` and its sources on one line, skipping a source whose text the message already holds.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
