@@ -195,6 +195,17 @@ fn check_hello_apps(d: &Deployment) {
         assert_eq!(echo.body, b"round trip \x00\xff bytes");
         assert_eq!(echo.header("content-type"), Some("application/x-test"));
     }
+    // HTTP/2 (h2c with prior knowledge) is served too.
+    let h2 = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-w", "\n%{http_version}"])
+        .arg(format!("http://{}/", d.hello))
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        String::from_utf8_lossy(&h2.stdout),
+        "Hello from hello (p2)\n\n2"
+    );
+
     let health = get(&d.hello, "/.well-known/spin/health").expect("health");
     assert_eq!((health.status, health.text().as_str()), (200, "OK"));
     let info = get(&d.hello, "/.well-known/spin/info").expect("info");

@@ -65,6 +65,10 @@ pub struct RuntimeEngineConfig {
     pub keep_resident_memory: usize,
     /// Bytes of each table kept resident between instances.
     pub keep_resident_table: usize,
+    /// Whether to use Linux's `PAGEMAP_SCAN` to reset only the pages an instance dirtied.
+    pub pagemap_scan: wasmtime::Enabled,
+    /// How many decommits the pooling allocator batches before flushing them.
+    pub decommit_batch_size: usize,
 }
 
 impl Default for RuntimeEngineConfig {
@@ -74,6 +78,12 @@ impl Default for RuntimeEngineConfig {
             max_instances: env_u32("LEPTON_MAX_INSTANCES").unwrap_or(1000),
             keep_resident_memory: env_usize("LEPTON_KEEP_RESIDENT_MEMORY").unwrap_or(2 << 20),
             keep_resident_table: env_usize("LEPTON_KEEP_RESIDENT_TABLE").unwrap_or(512 << 10),
+            pagemap_scan: match std::env::var("LEPTON_PAGEMAP_SCAN").as_deref() {
+                Ok("0") | Ok("no") | Ok("off") => wasmtime::Enabled::No,
+                Ok("1") | Ok("yes") | Ok("on") => wasmtime::Enabled::Yes,
+                _ => wasmtime::Enabled::Auto,
+            },
+            decommit_batch_size: env_usize("LEPTON_DECOMMIT_BATCH").unwrap_or(1).max(1),
         }
     }
 }
@@ -176,7 +186,9 @@ fn build_engine(config: &RuntimeEngineConfig, pooling: bool) -> Result<Engine, R
             .max_tables_per_module(2)
             .max_memory_size(4 << 30)
             .linear_memory_keep_resident(config.keep_resident_memory)
-            .table_keep_resident(config.keep_resident_table);
+            .table_keep_resident(config.keep_resident_table)
+            .pagemap_scan(config.pagemap_scan)
+            .decommit_batch_size(config.decommit_batch_size);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&wasm).map_err(|e| RuntimeError::Engine(crate::chain(&e)))
