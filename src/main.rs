@@ -147,7 +147,9 @@ async fn serve(
     for f in &failures {
         eprintln!(
             "error: app `{}` ({}) failed to start: {}",
-            f.app, f.reference, f.error
+            f.app,
+            f.reference,
+            f.describe()
         );
     }
     let running = supervisor.status();

@@ -197,10 +197,21 @@ fn check_hello_apps(d: &Deployment) {
     }
     // HTTP/2 (h2c with prior knowledge) is served too.
     let h2 = std::process::Command::new("curl")
-        .args(["-s", "--http2-prior-knowledge", "-w", "\n%{http_version}"])
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "--http2-prior-knowledge",
+            "-w",
+            "\n%{http_version}",
+        ])
         .arg(format!("http://{}/", d.hello))
         .output()
         .expect("run curl");
+    assert!(
+        h2.status.success(),
+        "curl --http2-prior-knowledge failed: {h2:?}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&h2.stdout),
         "Hello from hello (p2)\n\n2"

@@ -53,7 +53,11 @@ impl HttpListener {
     ) {
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
+        // Connection tasks, so any still running after the drain timeout can be aborted.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            // Reap finished connections so the set stays as small as the open ones.
+            while connections.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -79,7 +83,7 @@ impl HttpListener {
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(err) = conn.await {
                     tracing::debug!(client = %client, error = %err, "connection ended with an error");
                 }
@@ -91,6 +95,8 @@ impl HttpListener {
             .is_err()
         {
             tracing::warn!(addr = %self.local_addr, "drain timed out; closing remaining connections");
+            connections.abort_all();
         }
+        while connections.join_next().await.is_some() {}
     }
 }
