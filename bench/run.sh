@@ -21,23 +21,15 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 REG="127.0.0.1:$(free_port)"
 LEPTON_ADDR="127.0.0.1:$(free_port)"
 NATIVE_ADDR="127.0.0.1:$(free_port)"
-rm -rf "$WORK" && mkdir -p "$WORK/registry"
-cat >"$WORK/registry.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $REG
-YAML
+rm -rf "$WORK" && mkdir -p "$WORK"
+. "$ROOT/scripts/lib.sh"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+REG_PID=""
+cleanup() {
+    for p in "${pids[@]}" $REG_PID; do kill "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 & pids+=($!)
-wait_http() { for _ in $(seq 1 300); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out waiting for $1"; exit 1; }
-wait_http "http://$REG/v2/"
+start_registry "$WORK" "$REG"
 
 target/release/lepton push apps/hello-p2/spin.toml "$REG/hello-p2:bench" >/dev/null
 printf '{ "apps": [ { "reference": "%s/hello-p2:bench", "address": "%s", "state_dir": "state" } ] }\n' "$REG" "$LEPTON_ADDR" >"$WORK/lepton.json"

@@ -17,32 +17,15 @@ scripts/build-apps.sh >/dev/null
 cargo build --release --bin lepton
 LEPTON="$ROOT/target/release/lepton"
 
-mkdir -p "$DEMO/registry"
-cat >"$DEMO/registry.yml" <<YAML
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $DEMO/registry
-  delete:
-    enabled: true
-http:
-  addr: $REG
-YAML
-docker-registry serve "$DEMO/registry.yml" >"$DEMO/registry.log" 2>&1 &
-REG_PID=$!
+. "$ROOT/scripts/lib.sh"
+REG_PID=""
 LEPTON_PID=""
 cleanup() {
     [ -n "$LEPTON_PID" ] && kill "$LEPTON_PID" 2>/dev/null || true
-    kill "$REG_PID" 2>/dev/null || true
+    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
-for _ in $(seq 1 100); do
-    curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fsS "http://$REG/v2/" >/dev/null || { echo "registry did not start; see $DEMO/registry.log"; exit 1; }
+start_registry "$DEMO" "$REG"
 
 apps=(hello-p2 hello-p3 routes static)
 for app in "${apps[@]}"; do
