@@ -83,19 +83,36 @@ impl PreparedComponent {
     }
 }
 
+/// What the operator configured for one app, beyond its reference and address: the inputs of
+/// its host state. `state_dir` holds the default key-value store, the default SQLite database
+/// and `logs/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    /// The app's name, for errors and logs.
+    pub name: String,
+    /// Where its data and logs live (absolute).
+    pub state_dir: PathBuf,
+    /// App variable values given by the operator (highest-priority provider).
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// A Spin `runtime-config.toml` for this app, if any.
+    pub runtime_config: Option<PathBuf>,
+}
+
 /// All components of one app version, prepared.
 pub struct RuntimeApp {
     components: Vec<Arc<PreparedComponent>>,
 }
 
 impl RuntimeApp {
-    /// Prepare every component of `locked`. Component stdout/stderr go to `log_dir`.
+    /// Prepare every component of `locked`. Component stdout/stderr go to `<state_dir>/logs`.
     pub async fn prepare(
         engine: &RuntimeEngine,
         cache: &CompileCache,
         locked: &LockedApp,
-        log_dir: &Path,
+        config: &AppConfig,
     ) -> Result<Self, RuntimeError> {
+        let log_dir = config.state_dir.join("logs");
+        let log_dir = log_dir.as_path();
         let mut components = Vec::with_capacity(locked.components.len());
         for component in &locked.components {
             components.push(Arc::new(

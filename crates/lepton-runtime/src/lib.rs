@@ -21,7 +21,7 @@ pub mod engine;
 pub mod host;
 pub mod logs;
 
-pub use app::{ComponentHandlerKind, PreparedComponent, RuntimeApp};
+pub use app::{AppConfig, ComponentHandlerKind, PreparedComponent, RuntimeApp};
 pub use compile_cache::CompileCache;
 pub use engine::{PoolingMode, RuntimeEngine, RuntimeEngineConfig};
 pub use host::HostState;

@@ -4,11 +4,15 @@
 //! { "apps": [ { "reference": "registry/repo:tag", "address": "127.0.0.1:4001", "state_dir": "app1" } ] }
 //! ```
 //!
+//! Optional per-app fields: `name`, `variables` (a map of app variable values, the highest-priority
+//! variables provider) and `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
+//! against the manifest's directory).
+//!
 //! The whole file is validated before anything listens: every problem is reported (not just the
 //! first), each naming the file, the field and the app. Relative `state_dir`s are resolved against
 //! the manifest's directory, so a manifest means the same thing from any working directory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,10 @@ pub struct AppSpec {
     pub address: SocketAddr,
     /// Where its data and logs live (absolute).
     pub state_dir: PathBuf,
+    /// App variable values given by the operator (highest-priority provider).
+    pub variables: BTreeMap<String, String>,
+    /// A Spin `runtime-config.toml` for this app (absolute), if any.
+    pub runtime_config: Option<PathBuf>,
 }
 
 /// A problem with a manifest; the message names the file, the field and the app.
@@ -114,6 +122,10 @@ pub struct RawApp {
     reference: String,
     address: String,
     state_dir: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    runtime_config: Option<String>,
 }
 
 /// A parsed, validated manifest.
@@ -215,7 +227,28 @@ impl Manifest {
                 }
                 Some(dir)
             };
-            if let (Some(address), Some(state_dir)) = (address, state_dir) {
+            let runtime_config = match app.runtime_config.as_deref() {
+                None => Some(None),
+                Some("") => {
+                    problem("runtime_config", "must not be empty".into());
+                    None
+                }
+                Some(file) => {
+                    let file = normalize(&base.join(file));
+                    if file.is_file() {
+                        Some(Some(file))
+                    } else {
+                        problem(
+                            "runtime_config",
+                            format!("{} does not exist or is not a file", file.display()),
+                        );
+                        None
+                    }
+                }
+            };
+            if let (Some(address), Some(state_dir), Some(runtime_config)) =
+                (address, state_dir, runtime_config)
+            {
                 let name = app
                     .name
                     .clone()
@@ -225,6 +258,8 @@ impl Manifest {
                     reference: app.reference,
                     address,
                     state_dir,
+                    variables: app.variables,
+                    runtime_config,
                 });
             }
         }

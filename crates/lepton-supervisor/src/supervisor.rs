@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lepton_oci::{AppLoader, LoadSource, error_chain};
-use lepton_runtime::{CompileCache, RuntimeApp, RuntimeEngine};
+use lepton_runtime::{AppConfig, CompileCache, RuntimeApp, RuntimeEngine};
 use lepton_trigger_http::{HttpApp, HttpListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -257,8 +257,13 @@ async fn prepare(
         path: spec.state_dir.clone(),
         source,
     })?;
-    let runtime =
-        RuntimeApp::prepare(engine, cache, &loaded.locked, &spec.state_dir.join("logs")).await?;
+    let config = AppConfig {
+        name: spec.name.clone(),
+        state_dir: spec.state_dir.clone(),
+        variables: spec.variables.clone(),
+        runtime_config: spec.runtime_config.clone(),
+    };
+    let runtime = RuntimeApp::prepare(engine, cache, &loaded.locked, &config).await?;
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime)?;
     Ok(ReadyApp {
         spec: spec.clone(),
