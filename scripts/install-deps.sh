@@ -8,6 +8,9 @@
 set -euo pipefail
 
 APT_PACKAGES=(curl docker-registry rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld lld-22)
+# Real servers the outbound Redis/PostgreSQL/MySQL/MQTT tests start on free loopback ports
+# (lepton-testkit's services module), plus mosquitto's clients to subscribe in those tests.
+APT_PACKAGES+=(redis-server postgresql mariadb-server mosquitto mosquitto-clients)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -7,15 +7,21 @@
 //!   credential helper, for a child process.
 //! - [`http_get`] / [`http_get_with_headers`]: a tiny blocking HTTP/1.0 GET over
 //!   `std::net::TcpStream`, enough to inspect a registry without pulling in an HTTP client.
+//! - [`TestRedis`], [`TestPostgres`], [`TestMysql`], [`TestMosquitto`]: real Redis, PostgreSQL,
+//!   MariaDB and Mosquitto servers on free loopback ports (module `services`).
 //! - [`free_port`], [`repo_root`].
 
 mod docker_config;
 mod http;
 mod registry;
+mod services;
 
 pub use docker_config::DockerConfig;
 pub use http::{HttpResponse, http_get, http_get_with_headers, http_request};
 pub use registry::TestRegistry;
+pub use services::{
+    MqttMessage, MqttSubscription, TestMosquitto, TestMysql, TestPostgres, TestRedis,
+};
 
 use std::net::TcpListener;
 use std::path::PathBuf;
