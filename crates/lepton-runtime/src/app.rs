@@ -41,6 +41,7 @@ pub struct PreparedComponent {
     mounts: Vec<(PathBuf, String)>,
     logs: ComponentLogs,
     engine: wasmtime::Engine,
+    data: Arc<lepton_host::AppHost>,
 }
 
 impl PreparedComponent {
@@ -52,6 +53,12 @@ impl PreparedComponent {
     /// The handler export detected at load.
     pub fn kind(&self) -> ComponentHandlerKind {
         self.kind
+    }
+
+    /// The app's data host state (variables, key-value, SQLite, runtime config), shared by
+    /// all its components; `app_host().variables()` resolves app variables.
+    pub fn app_host(&self) -> &Arc<lepton_host::AppHost> {
+        &self.data
     }
 
     /// The pre-instance used to instantiate the handler.
@@ -74,6 +81,7 @@ impl PreparedComponent {
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
             hooks: OutboundHttpHooks,
+            data: self.data.instance(&self.id),
         };
         let mut store = Store::new(&self.engine, state);
         // Yield to the executor at every epoch tick so one busy guest cannot hold a thread.
@@ -111,12 +119,22 @@ impl RuntimeApp {
         locked: &LockedApp,
         config: &AppConfig,
     ) -> Result<Self, RuntimeError> {
+        let data = lepton_host::AppHost::load(
+            locked,
+            &lepton_host::AppHostConfig {
+                name: config.name.clone(),
+                state_dir: config.state_dir.clone(),
+                variables: config.variables.clone(),
+                runtime_config: config.runtime_config.clone(),
+            },
+        )
+        .await?;
         let log_dir = config.state_dir.join("logs");
         let log_dir = log_dir.as_path();
         let mut components = Vec::with_capacity(locked.components.len());
         for component in &locked.components {
             components.push(Arc::new(
-                prepare_component(engine, cache, component, log_dir).await?,
+                prepare_component(engine, cache, component, log_dir, &data).await?,
             ));
         }
         Ok(Self { components })
@@ -138,6 +156,7 @@ async fn prepare_component(
     cache: &CompileCache,
     component: &LockedComponent,
     log_dir: &Path,
+    data: &Arc<lepton_host::AppHost>,
 ) -> Result<PreparedComponent, RuntimeError> {
     let id = component.id.clone();
     let wasm_path = file_url_path(&id, component.source.content.source.as_deref())?;
@@ -222,6 +241,7 @@ async fn prepare_component(
         mounts,
         logs,
         engine: engine.engine().clone(),
+        data: data.clone(),
     })
 }
 

@@ -18,6 +18,8 @@ pub struct HostState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHttpHooks,
+    /// Spin variables, key-value and SQLite state (lepton-host).
+    pub(crate) data: lepton_host::DataHost,
 }
 
 impl HostState {
@@ -37,6 +39,12 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl lepton_host::DataView for HostState {
+    fn data_host(&mut self) -> &mut lepton_host::DataHost {
+        &mut self.data
     }
 }
 
@@ -91,5 +99,6 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(link("wasi:http@0.2"))?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
+    lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
     Ok(linker)
 }

@@ -58,6 +58,10 @@ pub enum RuntimeError {
         /// The offending source string.
         source_url: String,
     },
+    /// The app's data host state (variables, key-value stores, SQLite databases, runtime
+    /// config) could not be built.
+    #[error(transparent)]
+    Host(#[from] lepton_host::HostError),
     /// Compilation failed.
     #[error("component `{component}`: failed to compile: {reason}")]
     Compile {

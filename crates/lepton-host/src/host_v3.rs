@@ -1,0 +1,263 @@
+//! The WASIp3 Spin interfaces: `spin:variables/variables@3.0.0`,
+//! `spin:key-value/key-value@3.0.0` and `spin:sqlite/sqlite@3.1.0` (which also serves 3.0.0
+//! imports through wasmtime's semver matching). Their `async` functions take an
+//! [`Accessor`]: state is read from the store briefly, the blocking work is awaited without
+//! holding the store, and streams (`get-keys`, `execute-async` rows) are handed back as
+//! `stream`/`future` pairs.
+
+use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+
+use crate::bindings::spin::key_value::key_value;
+use crate::bindings::spin::sqlite::sqlite;
+use crate::bindings::spin::variables::variables;
+use crate::instance::{DataHost, DataHostData, OpenError};
+use crate::kv::KvHandle;
+use crate::sqlite::{ConnHandle, SqlValue};
+use crate::variables::VariableError;
+
+impl<T: Send> variables::HostWithStore<T> for DataHostData {
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, variables::Error>> {
+        Ok(accessor.with(|mut access| {
+            let host = access.get();
+            host.component
+                .config
+                .get(host.app.variables(), &name)
+                .map_err(|e| match e {
+                    VariableError::InvalidName(m) => variables::Error::InvalidName(m),
+                    VariableError::Undefined(m) => variables::Error::Undefined(m),
+                    VariableError::Provider(m) => variables::Error::Provider(m),
+                    VariableError::InvalidTemplate(_) => variables::Error::Other(e.to_string()),
+                })
+        }))
+    }
+}
+
+impl variables::Host for DataHost {}
+
+fn kv_err(e: crate::kv::KvError) -> key_value::Error {
+    key_value::Error::Other(e.0)
+}
+
+impl<T: Send> key_value::HostStoreWithStore<T> for DataHostData {
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KvHandle>, key_value::Error>> {
+        accessor.with(|mut access| {
+            Ok(access.get().open_kv(&label)?.map_err(|e| match e {
+                OpenError::AccessDenied => key_value::Error::AccessDenied,
+                OpenError::NoSuch => key_value::Error::NoSuchStore,
+            }))
+        })
+    }
+
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        store: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
+        let store = accessor.with(|mut access| access.get().kv(&store))?;
+        Ok(store.get(key).await.map_err(kv_err))
+    }
+
+    async fn set(
+        accessor: &Accessor<T, Self>,
+        store: Resource<KvHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
+        let store = accessor.with(|mut access| access.get().kv(&store))?;
+        Ok(store.set(key, value).await.map_err(kv_err))
+    }
+
+    async fn delete(
+        accessor: &Accessor<T, Self>,
+        store: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
+        let store = accessor.with(|mut access| access.get().kv(&store))?;
+        Ok(store.delete(key).await.map_err(kv_err))
+    }
+
+    async fn exists(
+        accessor: &Accessor<T, Self>,
+        store: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, key_value::Error>> {
+        let store = accessor.with(|mut access| access.get().kv(&store))?;
+        Ok(store.exists(key).await.map_err(kv_err))
+    }
+
+    async fn get_keys(
+        accessor: &Accessor<T, Self>,
+        store: Resource<KvHandle>,
+    ) -> wasmtime::Result<(
+        StreamReader<String>,
+        FutureReader<Result<(), key_value::Error>>,
+    )> {
+        let store = accessor.with(|mut access| access.get().kv(&store))?;
+        let (keys, result) = match store.get_keys().await {
+            Ok(keys) => (keys, Ok(())),
+            Err(e) => (Vec::new(), Err(kv_err(e))),
+        };
+        accessor.with(|mut access| {
+            let stream = StreamReader::new(&mut access, keys)?;
+            let done = FutureReader::new(
+                &mut access,
+                std::future::ready(Ok::<_, wasmtime::Error>(result)),
+            )?;
+            Ok((stream, done))
+        })
+    }
+}
+
+impl key_value::HostStore for DataHost {
+    async fn drop(&mut self, store: Resource<KvHandle>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+impl key_value::Host for DataHost {}
+
+impl From<sqlite::Value> for SqlValue {
+    fn from(v: sqlite::Value) -> Self {
+        match v {
+            sqlite::Value::Integer(i) => SqlValue::Integer(i),
+            sqlite::Value::Real(r) => SqlValue::Real(r),
+            sqlite::Value::Text(t) => SqlValue::Text(t),
+            sqlite::Value::Blob(b) => SqlValue::Blob(b),
+            sqlite::Value::Null => SqlValue::Null,
+        }
+    }
+}
+
+impl From<SqlValue> for sqlite::Value {
+    fn from(v: SqlValue) -> Self {
+        match v {
+            SqlValue::Integer(i) => sqlite::Value::Integer(i),
+            SqlValue::Real(r) => sqlite::Value::Real(r),
+            SqlValue::Text(t) => sqlite::Value::Text(t),
+            SqlValue::Blob(b) => sqlite::Value::Blob(b),
+            SqlValue::Null => sqlite::Value::Null,
+        }
+    }
+}
+
+fn open_err(e: OpenError) -> sqlite::Error {
+    match e {
+        OpenError::AccessDenied => sqlite::Error::AccessDenied,
+        OpenError::NoSuch => sqlite::Error::NoSuchDatabase,
+    }
+}
+
+fn rows(rows: Vec<Vec<SqlValue>>) -> Vec<sqlite::RowResult> {
+    rows.into_iter()
+        .map(|row| sqlite::RowResult {
+            values: row.into_iter().map(Into::into).collect(),
+        })
+        .collect()
+}
+
+impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<ConnHandle>, sqlite::Error>> {
+        accessor.with(|mut access| Ok(access.get().open_db(&database)?.map_err(open_err)))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnHandle>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Vec<String>,
+                StreamReader<sqlite::RowResult>,
+                FutureReader<Result<(), sqlite::Error>>,
+            ),
+            sqlite::Error,
+        >,
+    > {
+        let db = accessor.with(|mut access| access.get().db(&conn))?;
+        let params = parameters.into_iter().map(SqlValue::from).collect();
+        let outcome = match db.execute(statement, params).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
+        };
+        accessor.with(|mut access| {
+            access
+                .get()
+                .record(&conn, outcome.last_insert_rowid, outcome.changes)?;
+            let stream = StreamReader::new(&mut access, rows(outcome.rows))?;
+            let done = FutureReader::new(
+                &mut access,
+                std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), sqlite::Error>(()))),
+            )?;
+            Ok(Ok((outcome.columns, stream, done)))
+        })
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnHandle>,
+    ) -> wasmtime::Result<i64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.last_insert_rowid))
+    }
+
+    async fn changes_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnHandle>,
+    ) -> wasmtime::Result<u64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.changes))
+    }
+}
+
+impl sqlite::HostConnection for DataHost {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<ConnHandle>, sqlite::Error>> {
+        Ok(self.open_db(&database)?.map_err(open_err))
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<ConnHandle>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+        let db = self.db(&conn)?;
+        let params = parameters.into_iter().map(SqlValue::from).collect();
+        let outcome = match db.execute(statement, params).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
+        };
+        self.record(&conn, outcome.last_insert_rowid, outcome.changes)?;
+        Ok(Ok(sqlite::QueryResult {
+            columns: outcome.columns,
+            rows: rows(outcome.rows),
+        }))
+    }
+
+    async fn last_insert_rowid(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<i64> {
+        Ok(self.table.get(&conn)?.last_insert_rowid)
+    }
+
+    async fn changes(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&conn)?.changes)
+    }
+
+    async fn drop(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+impl sqlite::Host for DataHost {}
