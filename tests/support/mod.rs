@@ -177,6 +177,38 @@ impl Lepton {
         }
     }
 
+    /// Wait (up to 10 minutes: big components compile slowly on 2 cores) until lepton has
+    /// reported the outcome of its start: `Ok(stdout)` once it printed its `N of M apps serving`
+    /// line, `Err(its error lines)` if it exited before that (e.g. no app could start).
+    pub fn wait_started(&mut self) -> Result<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if self.stdout().contains(" apps serving") {
+                return Ok(self.stdout());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                && !self.stdout().contains(" apps serving")
+            {
+                let stderr = self.stderr();
+                let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+                return Err(format!(
+                    "lepton exited ({status}):\n{}\n\nstderr:\n{stderr}",
+                    errors.join("\n")
+                ));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lepton never reported its apps:\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Wait for the process to exit on its own (bounded).
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
