@@ -26,3 +26,10 @@ for name in hello_p2 hello_p3 fileserver kv_p2; do
         echo "$OUT/$name.wasm"
     fi
 done
+
+# Python (componentize-py) and JavaScript (j2w) apps: apps/py-p2, apps/py-p3, apps/js, built into
+# apps/target/polyglot/ by scripts/build-polyglot.sh. On a full build only (no -p).
+case " $* " in
+    *" -p "* | *" --package "*) ;;
+    *) "$ROOT/scripts/build-polyglot.sh" ;;
+esac
