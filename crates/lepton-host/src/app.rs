@@ -161,12 +161,10 @@ impl AppHost {
     pub fn load_blocking(locked: &LockedApp, config: &AppHostConfig) -> Result<AppHost, HostError> {
         let app = config.name.clone();
         let runtime_config = match &config.runtime_config {
-            Some(path) => {
-                RuntimeConfig::load(path).map_err(|source| HostError::RuntimeConfig {
-                    app: app.clone(),
-                    source,
-                })?
-            }
+            Some(path) => RuntimeConfig::load(path).map_err(|source| HostError::RuntimeConfig {
+                app: app.clone(),
+                source,
+            })?,
             None => RuntimeConfig::default(),
         };
         warn_ignored_dirs(&app, &runtime_config, &config.state_dir);
@@ -466,7 +464,10 @@ mod tests {
         )
         .expect_err("nope is not configured")
         .to_string();
-        assert!(err.contains("`nope`") && err.contains("sqlite_databases"), "{err}");
+        assert!(
+            err.contains("`nope`") && err.contains("sqlite_databases"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -501,13 +502,22 @@ mod tests {
         let err = AppHost::load_blocking(&one_component(serde_json::json!({})), &config)
             .expect_err("libsql")
             .to_string();
-        assert!(err.contains("libsql") && err.contains("not supported"), "{err}");
+        assert!(
+            err.contains("libsql") && err.contains("not supported"),
+            "{err}"
+        );
 
-        std::fs::write(&rc, "[[variables_provider]]\ntype = \"vault\"\nurl = \"u\"\ntoken = \"t\"\nmount = \"m\"\n")
-            .expect("write");
+        std::fs::write(
+            &rc,
+            "[[variables_provider]]\ntype = \"vault\"\nurl = \"u\"\ntoken = \"t\"\nmount = \"m\"\n",
+        )
+        .expect("write");
         let err = AppHost::load_blocking(&one_component(serde_json::json!({})), &config)
             .expect_err("vault")
             .to_string();
-        assert!(err.contains("vault") && err.contains("not supported"), "{err}");
+        assert!(
+            err.contains("vault") && err.contains("not supported"),
+            "{err}"
+        );
     }
 }

@@ -27,7 +27,10 @@ impl variables::Host for DataHost {
 }
 
 impl config_v1::Host for DataHost {
-    async fn get_config(&mut self, key: String) -> wasmtime::Result<Result<String, config_v1::Error>> {
+    async fn get_config(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<String, config_v1::Error>> {
         Ok(self
             .component
             .config
@@ -137,10 +140,15 @@ impl sqlite::HostConnection for DataHost {
         &mut self,
         database: String,
     ) -> wasmtime::Result<Result<Resource<ConnHandle>, sqlite::Error>> {
-        Ok(self.open_db(&database)?.map_err(|e| match e {
-            OpenError::AccessDenied => sqlite::Error::AccessDenied,
-            OpenError::NoSuch => sqlite::Error::NoSuchDatabase,
-        }))
+        let db = match self.database(&database) {
+            Ok(db) => db,
+            Err(OpenError::AccessDenied) => return Ok(Err(sqlite::Error::AccessDenied)),
+            Err(OpenError::NoSuch) => return Ok(Err(sqlite::Error::NoSuchDatabase)),
+        };
+        match db.connect().await {
+            Ok(conn) => Ok(Ok(self.push_conn(conn)?)),
+            Err(e) => Ok(Err(sqlite::Error::Io(e.0))),
+        }
     }
 
     async fn execute(
@@ -149,13 +157,12 @@ impl sqlite::HostConnection for DataHost {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
-        let db = self.db(&conn)?;
+        let conn = self.conn(&conn)?;
         let params = parameters.into_iter().map(SqlValue::from).collect();
-        let outcome = match db.execute(statement, params).await {
+        let outcome = match conn.execute(statement, params).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
         };
-        self.record(&conn, outcome.last_insert_rowid, outcome.changes)?;
         Ok(Ok(sqlite::QueryResult {
             columns: outcome.columns,
             rows: outcome

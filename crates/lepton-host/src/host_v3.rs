@@ -12,7 +12,7 @@ use crate::bindings::spin::sqlite::sqlite;
 use crate::bindings::spin::variables::variables;
 use crate::instance::{DataHost, DataHostData, OpenError};
 use crate::kv::KvHandle;
-use crate::sqlite::{ConnHandle, SqlValue};
+use crate::sqlite::{ConnHandle, SqlConn, SqlValue};
 use crate::variables::VariableError;
 
 impl<T: Send> variables::HostWithStore<T> for DataHostData {
@@ -162,12 +162,26 @@ fn rows(rows: Vec<Vec<SqlValue>>) -> Vec<sqlite::RowResult> {
         .collect()
 }
 
+/// Permission check, then a fresh connection for this guest `open`.
+async fn connect(
+    db: Result<std::sync::Arc<crate::sqlite::Database>, OpenError>,
+) -> Result<SqlConn, sqlite::Error> {
+    db.map_err(open_err)?
+        .connect()
+        .await
+        .map_err(|e| sqlite::Error::Io(e.0))
+}
+
 impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
     async fn open_async(
         accessor: &Accessor<T, Self>,
         database: String,
     ) -> wasmtime::Result<Result<Resource<ConnHandle>, sqlite::Error>> {
-        accessor.with(|mut access| Ok(access.get().open_db(&database)?.map_err(open_err)))
+        let db = accessor.with(|mut access| access.get().database(&database));
+        match connect(db).await {
+            Ok(conn) => accessor.with(|mut access| Ok(Ok(access.get().push_conn(conn)?))),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn execute_async(
@@ -185,16 +199,13 @@ impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
             sqlite::Error,
         >,
     > {
-        let db = accessor.with(|mut access| access.get().db(&conn))?;
+        let conn = accessor.with(|mut access| access.get().conn(&conn))?;
         let params = parameters.into_iter().map(SqlValue::from).collect();
-        let outcome = match db.execute(statement, params).await {
+        let outcome = match conn.execute(statement, params).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
         };
         accessor.with(|mut access| {
-            access
-                .get()
-                .record(&conn, outcome.last_insert_rowid, outcome.changes)?;
             let stream = StreamReader::new(&mut access, rows(outcome.rows))?;
             let done = FutureReader::new(
                 &mut access,
@@ -208,14 +219,16 @@ impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
         accessor: &Accessor<T, Self>,
         conn: Resource<ConnHandle>,
     ) -> wasmtime::Result<i64> {
-        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.last_insert_rowid))
+        let conn = accessor.with(|mut access| access.get().conn(&conn))?;
+        Ok(conn.last_insert_rowid())
     }
 
     async fn changes_async(
         accessor: &Accessor<T, Self>,
         conn: Resource<ConnHandle>,
     ) -> wasmtime::Result<u64> {
-        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.changes))
+        let conn = accessor.with(|mut access| access.get().conn(&conn))?;
+        Ok(conn.changes())
     }
 }
 
@@ -224,7 +237,10 @@ impl sqlite::HostConnection for DataHost {
         &mut self,
         database: String,
     ) -> wasmtime::Result<Result<Resource<ConnHandle>, sqlite::Error>> {
-        Ok(self.open_db(&database)?.map_err(open_err))
+        match connect(self.database(&database)).await {
+            Ok(conn) => Ok(Ok(self.push_conn(conn)?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn execute(
@@ -233,13 +249,12 @@ impl sqlite::HostConnection for DataHost {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
-        let db = self.db(&conn)?;
+        let conn = self.conn(&conn)?;
         let params = parameters.into_iter().map(SqlValue::from).collect();
-        let outcome = match db.execute(statement, params).await {
+        let outcome = match conn.execute(statement, params).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
         };
-        self.record(&conn, outcome.last_insert_rowid, outcome.changes)?;
         Ok(Ok(sqlite::QueryResult {
             columns: outcome.columns,
             rows: rows(outcome.rows),
@@ -247,11 +262,11 @@ impl sqlite::HostConnection for DataHost {
     }
 
     async fn last_insert_rowid(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&conn)?.last_insert_rowid)
+        Ok(self.conn(&conn)?.last_insert_rowid())
     }
 
     async fn changes(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&conn)?.changes)
+        Ok(self.conn(&conn)?.changes())
     }
 
     async fn drop(&mut self, conn: Resource<ConnHandle>) -> wasmtime::Result<()> {

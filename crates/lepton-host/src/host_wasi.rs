@@ -11,7 +11,10 @@ use crate::kv::{CasHandle, KvError, KvHandle};
 use crate::variables::VariableError;
 
 impl config::Host for DataHost {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
         // Undefined or invalid keys are `none`, as in Spin.
         Ok(
             match self.component.config.get(self.app.variables(), &key) {

@@ -12,7 +12,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::app::{AppHost, ComponentData};
 use crate::kv::{CasHandle, KvHandle, KvStore};
-use crate::sqlite::{ConnHandle, Database};
+use crate::sqlite::{ConnHandle, Database, SqlConn};
 
 /// The data interfaces' state for one store: the app's shared state, this component's
 /// permissions and config, and the guest's open handles.
@@ -100,34 +100,12 @@ impl DataHost {
         Ok(self.table.get(handle)?.store.clone())
     }
 
-    pub(crate) fn open_db(
-        &mut self,
-        label: &str,
-    ) -> wasmtime::Result<Result<Resource<ConnHandle>, OpenError>> {
-        match self.database(label) {
-            Ok(db) => Ok(Ok(self.table.push(ConnHandle {
-                db,
-                last_insert_rowid: 0,
-                changes: 0,
-            })?)),
-            Err(e) => Ok(Err(e)),
-        }
+    pub(crate) fn push_conn(&mut self, conn: SqlConn) -> wasmtime::Result<Resource<ConnHandle>> {
+        Ok(self.table.push(ConnHandle { conn })?)
     }
 
-    pub(crate) fn db(&self, handle: &Resource<ConnHandle>) -> wasmtime::Result<Arc<Database>> {
-        Ok(self.table.get(handle)?.db.clone())
-    }
-
-    pub(crate) fn record(
-        &mut self,
-        handle: &Resource<ConnHandle>,
-        last_insert_rowid: i64,
-        changes: u64,
-    ) -> wasmtime::Result<()> {
-        let conn = self.table.get_mut(handle)?;
-        conn.last_insert_rowid = last_insert_rowid;
-        conn.changes = changes;
-        Ok(())
+    pub(crate) fn conn(&self, handle: &Resource<ConnHandle>) -> wasmtime::Result<SqlConn> {
+        Ok(self.table.get(handle)?.conn.clone())
     }
 
     pub(crate) fn cas(&self, handle: &Resource<CasHandle>) -> wasmtime::Result<&CasHandle> {

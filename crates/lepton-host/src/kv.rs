@@ -137,9 +137,11 @@ impl KvStore {
             Backend::Sqlite(conn) => {
                 let store = self.label.clone();
                 Self::with_sqlite(conn, move |c| {
-                    c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                        .query_row(params![store, key], |row| value_bytes(row.get_ref(0)?))
-                        .optional()
+                    c.prepare_cached(
+                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    )?
+                    .query_row(params![store, key], |row| value_bytes(row.get_ref(0)?))
+                    .optional()
                 })
                 .await?
             }
@@ -420,18 +422,21 @@ mod tests {
         assert!(!a.exists("k".into()).await.expect("exists"));
         assert_eq!(a.increment("n".into(), 5).await.expect("incr"), 5);
         assert_eq!(a.increment("n".into(), -2).await.expect("incr"), 3);
-        assert!(!a
-            .compare_and_swap("j".into(), Some(b"nope".to_vec()), b"y".to_vec())
-            .await
-            .expect("cas"));
-        assert!(a
-            .compare_and_swap("j".into(), Some(b"x".to_vec()), b"y".to_vec())
-            .await
-            .expect("cas"));
-        assert!(a
-            .compare_and_swap("fresh".into(), None, b"z".to_vec())
-            .await
-            .expect("cas"));
+        assert!(
+            !a.compare_and_swap("j".into(), Some(b"nope".to_vec()), b"y".to_vec())
+                .await
+                .expect("cas")
+        );
+        assert!(
+            a.compare_and_swap("j".into(), Some(b"x".to_vec()), b"y".to_vec())
+                .await
+                .expect("cas")
+        );
+        assert!(
+            a.compare_and_swap("fresh".into(), None, b"z".to_vec())
+                .await
+                .expect("cas")
+        );
         assert_eq!(a.get("j".into()).await.expect("get"), Some(b"y".to_vec()));
         drop((a, b));
 

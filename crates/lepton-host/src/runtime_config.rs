@@ -466,7 +466,9 @@ max_connections = 4
             VariablesProviderConfig::Vault(_)
         ));
         assert_eq!(
-            cfg.outbound_networking.as_ref().map(|o| o.block_networks.len()),
+            cfg.outbound_networking
+                .as_ref()
+                .map(|o| o.block_networks.len()),
             Some(2)
         );
         assert_eq!(cfg.client_tls[0].hosts, vec!["example.com:443"]);
@@ -483,7 +485,10 @@ max_connections = 4
             ("bogus = 1", "bogus"),
             ("[key_value_store.x]\ntype = \"spin\"\npaht = \"a\"", "paht"),
             ("[outbound_http]\nmax_conections = 1", "max_conections"),
-            ("[[variables_provider]]\ntype = \"env\"\nprefx = \"A\"", "prefx"),
+            (
+                "[[variables_provider]]\ntype = \"env\"\nprefx = \"A\"",
+                "prefx",
+            ),
             ("[key_value_store.x]\ntype = \"mongo\"", "mongo"),
         ] {
             let err = parse(text).expect_err(text).to_string();

@@ -1,6 +1,7 @@
-//! SQLite databases for Spin's `sqlite` interfaces: one shared connection per configured
-//! database of an app (the `default` one at `<state_dir>/sqlite_db.db`), statements run on
-//! tokio's blocking pool, and the per-instance connection handle the bindings hand to guests.
+//! SQLite databases for Spin's `sqlite` interfaces: the configured databases of an app (the
+//! `default` one at `<state_dir>/sqlite_db.db`), one SQLite connection per guest `open` as in
+//! Spin (a shared one for in-memory databases), statements run on tokio's blocking pool, and the
+//! per-instance connection handle the bindings hand to guests.
 //!
 //! Values cross the boundary as a backend-neutral [`SqlValue`]; the bindings convert to and from
 //! each WIT version's own `value` type.
@@ -61,16 +62,19 @@ pub struct QueryOutcome {
     pub columns: Vec<String>,
     /// Rows, each with one value per column.
     pub rows: Vec<Vec<SqlValue>>,
-    /// `last_insert_rowid()` after the statement.
-    pub last_insert_rowid: i64,
-    /// `changes()` after the statement.
-    pub changes: u64,
 }
 
-/// One configured database of an app.
+/// One configured database of an app: a file every guest connection opens for itself (as
+/// Spin does, so `last-insert-rowid` and `changes` are per guest connection), or one shared
+/// in-memory database.
 pub struct Database {
     label: String,
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    location: Location,
+}
+
+enum Location {
+    File(PathBuf),
+    Memory(SqlConn),
 }
 
 impl std::fmt::Debug for Database {
@@ -81,25 +85,35 @@ impl std::fmt::Debug for Database {
     }
 }
 
+fn open_conn(path: Option<&Path>) -> Result<rusqlite::Connection, String> {
+    let conn = match path {
+        Some(path) => rusqlite::Connection::open(path),
+        None => rusqlite::Connection::open_in_memory(),
+    }
+    .map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
 impl Database {
-    /// Open (creating if needed) the database file at `path`, or an in-memory database.
+    /// Check (creating it if needed) the database file at `path`, or create an in-memory
+    /// database. Blocking.
     pub(crate) fn open(label: &str, path: Option<&Path>) -> Result<Self, String> {
-        let conn = match path {
+        let location = match path {
             Some(path) => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
                 }
-                rusqlite::Connection::open(path)
+                drop(open_conn(Some(path))?);
+                Location::File(path.to_path_buf())
             }
-            None => rusqlite::Connection::open_in_memory(),
-        }
-        .map_err(|e| e.to_string())?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
+            None => Location::Memory(SqlConn(Arc::new(Mutex::new(open_conn(None)?)))),
+        };
         Ok(Self {
             label: label.to_string(),
-            conn: Arc::new(Mutex::new(conn)),
+            location,
         })
     }
 
@@ -108,21 +122,57 @@ impl Database {
         &self.label
     }
 
+    /// A connection for one guest `open`, made on the blocking pool.
+    pub async fn connect(&self) -> Result<SqlConn, SqlError> {
+        match &self.location {
+            Location::Memory(conn) => Ok(conn.clone()),
+            Location::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || open_conn(Some(&path)))
+                    .await
+                    .map_err(|e| SqlError(e.to_string()))?
+                    .map(|c| SqlConn(Arc::new(Mutex::new(c))))
+                    .map_err(SqlError)
+            }
+        }
+    }
+}
+
+/// One SQLite connection.
+#[derive(Clone)]
+pub struct SqlConn(Arc<Mutex<rusqlite::Connection>>);
+
+impl SqlConn {
+    fn with<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> R) -> Result<R, SqlError> {
+        let conn = self
+            .0
+            .lock()
+            .map_err(|_| SqlError("database lock poisoned".into()))?;
+        Ok(f(&conn))
+    }
+
     /// Run one statement with positional parameters on the blocking pool, collecting its rows.
     pub async fn execute(
         &self,
         statement: String,
         parameters: Vec<SqlValue>,
     ) -> Result<QueryOutcome, SqlError> {
-        let conn = self.conn.clone();
+        let conn = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = conn
-                .lock()
-                .map_err(|_| SqlError("database lock poisoned".into()))?;
-            run(&conn, &statement, &parameters).map_err(|e| SqlError(e.to_string()))
+            conn.with(|c| run(c, &statement, &parameters).map_err(|e| SqlError(e.to_string())))?
         })
         .await
         .map_err(|e| SqlError(e.to_string()))?
+    }
+
+    /// The rowid of the most recent successful INSERT on this connection (0 if none).
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.with(|c| c.last_insert_rowid()).unwrap_or(0)
+    }
+
+    /// Rows changed by the most recent INSERT, UPDATE or DELETE on this connection.
+    pub fn changes(&self) -> u64 {
+        self.with(|c| c.changes()).unwrap_or(0)
     }
 }
 
@@ -134,30 +184,23 @@ fn run(
     let mut stmt = conn.prepare_cached(statement)?;
     let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
     let mut rows_out = Vec::new();
-    {
-        let mut rows = stmt.query(rusqlite::params_from_iter(parameters.iter()))?;
-        while let Some(row) = rows.next()? {
-            let mut values = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
-                values.push(SqlValue::from(row.get_ref(i)?));
-            }
-            rows_out.push(values);
+    let mut rows = stmt.query(rusqlite::params_from_iter(parameters.iter()))?;
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(SqlValue::from(row.get_ref(i)?));
         }
+        rows_out.push(values);
     }
     Ok(QueryOutcome {
         columns,
         rows: rows_out,
-        last_insert_rowid: conn.last_insert_rowid(),
-        changes: conn.changes(),
     })
 }
 
-/// A guest's open connection (the `connection` resource): its database and the
-/// `last-insert-rowid` / `changes` of its own most recent statement.
+/// A guest's open connection (the `connection` resource).
 pub struct ConnHandle {
-    pub(crate) db: Arc<Database>,
-    pub(crate) last_insert_rowid: i64,
-    pub(crate) changes: u64,
+    pub(crate) conn: SqlConn,
 }
 
 /// Where the default SQLite database of an app lives.
@@ -171,7 +214,9 @@ mod tests {
 
     #[tokio::test]
     async fn statements_run_and_rows_come_back_typed() {
-        let db = Database::open("default", None).expect("open");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = Database::open("default", Some(&dir.path().join("db/x.db"))).expect("open");
+        let db = file.connect().await.expect("connect");
         db.execute(
             "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)".into(),
             vec![],
@@ -191,7 +236,11 @@ mod tests {
             )
             .await
             .expect("insert");
-        assert_eq!((ins.last_insert_rowid, ins.changes), (1, 1));
+        assert!(ins.rows.is_empty());
+        assert_eq!((db.last_insert_rowid(), db.changes()), (1, 1));
+        // Another guest connection has its own counters.
+        let other = file.connect().await.expect("connect");
+        assert_eq!((other.last_insert_rowid(), other.changes()), (0, 0));
         let out = db
             .execute("SELECT * FROM t".into(), vec![])
             .await

@@ -217,20 +217,17 @@ impl VariableResolver {
                 VariablesProviderConfig::Static(s) => Provider::Static(s.values.clone()),
                 VariablesProviderConfig::Env(env) => {
                     let dotenv = match &env.dotenv_path {
-                        Some(path) => read_dotenv(path).map_err(|reason| {
-                            VariablesSetupError::Dotenv {
+                        Some(path) => {
+                            read_dotenv(path).map_err(|reason| VariablesSetupError::Dotenv {
                                 file: file.clone(),
                                 path: path.clone(),
                                 reason,
-                            }
-                        })?,
+                            })?
+                        }
                         None => BTreeMap::new(),
                     };
                     Provider::Env {
-                        prefix: env
-                            .prefix
-                            .clone()
-                            .unwrap_or_else(|| "SPIN_VARIABLE".into()),
+                        prefix: env.prefix.clone().unwrap_or_else(|| "SPIN_VARIABLE".into()),
                         dotenv,
                     }
                 }
@@ -474,15 +471,14 @@ mod tests {
 
     #[test]
     fn missing_required_variable_is_named() {
-        let vars = BTreeMap::from([(
-            "lepton_test_never_set_xyz".to_string(),
-            var(None, false),
-        )]);
+        let vars = BTreeMap::from([("lepton_test_never_set_xyz".to_string(), var(None, false))]);
         let err = VariableResolver::new(&vars, &BTreeMap::new(), &RuntimeConfig::default())
             .expect_err("missing");
         assert!(
             err.to_string().contains("lepton_test_never_set_xyz")
-                && err.to_string().contains("SPIN_VARIABLE_LEPTON_TEST_NEVER_SET_XYZ"),
+                && err
+                    .to_string()
+                    .contains("SPIN_VARIABLE_LEPTON_TEST_NEVER_SET_XYZ"),
             "{err}"
         );
     }
