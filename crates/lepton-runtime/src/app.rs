@@ -42,6 +42,7 @@ pub struct PreparedComponent {
     logs: ComponentLogs,
     engine: wasmtime::Engine,
     data: Arc<lepton_host::AppHost>,
+    outbound: Arc<lepton_outbound::OutboundHttp>,
 }
 
 impl PreparedComponent {
@@ -66,8 +67,15 @@ impl PreparedComponent {
         &self.proxy_pre
     }
 
+    /// The component's outbound networking policy (`allowed_outbound_hosts`, `block_networks`):
+    /// what Redis, PostgreSQL, MySQL and MQTT clients ask before connecting.
+    pub fn outbound_policy(&self) -> &Arc<lepton_outbound::OutboundPolicy> {
+        self.outbound.policy()
+    }
+
     /// A fresh store for one request: the component's environment, its files read-only at their
-    /// mount paths, stdout/stderr appended to the app's logs, no network, no inherited host state.
+    /// mount paths, stdout/stderr appended to the app's logs, network access only as its outbound
+    /// policy allows, no inherited host state.
     pub fn new_store(&self) -> Result<Store<HostState>, wasmtime::Error> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
@@ -76,11 +84,12 @@ impl PreparedComponent {
         for (host, guest) in &self.mounts {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
         }
+        lepton_outbound::configure_sockets(&mut wasi, self.outbound.policy());
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
-            hooks: OutboundHttpHooks,
+            hooks: OutboundHttpHooks::new(self.outbound.clone()),
             data: self.data.instance(&self.id),
         };
         let mut store = Store::new(&self.engine, state);
@@ -104,11 +113,15 @@ pub struct AppConfig {
     pub variables: std::collections::BTreeMap<String, String>,
     /// A Spin `runtime-config.toml` for this app, if any.
     pub runtime_config: Option<PathBuf>,
+    /// The address the app is served on: where its self requests (relative URLs) go. `None`
+    /// refuses self requests.
+    pub listen_address: Option<std::net::SocketAddr>,
 }
 
 /// All components of one app version, prepared.
 pub struct RuntimeApp {
     components: Vec<Arc<PreparedComponent>>,
+    chaining: Arc<lepton_outbound::LocalDispatchSlot>,
 }
 
 impl RuntimeApp {
@@ -132,12 +145,28 @@ impl RuntimeApp {
         let log_dir = config.state_dir.join("logs");
         let log_dir = log_dir.as_path();
         let mut components = Vec::with_capacity(locked.components.len());
+        let chaining = Arc::new(lepton_outbound::LocalDispatchSlot::default());
+        let blocked = blocked_networks(config, &data)?;
         for component in &locked.components {
-            components.push(Arc::new(
-                prepare_component(engine, cache, component, log_dir, &data).await?,
-            ));
+            let outbound = outbound_http(config, component, &data, &blocked, &chaining)?;
+            let mut prepared = prepare_component(engine, cache, component, log_dir, &data).await?;
+            prepared.outbound = Arc::new(outbound);
+            components.push(Arc::new(prepared));
         }
-        Ok(Self { components })
+        Ok(Self {
+            components,
+            chaining,
+        })
+    }
+
+    /// Install the app's service-chaining dispatcher (the HTTP trigger, held weakly): requests to
+    /// `http://<component>.spin.internal` are then served in-process. `false` if one was
+    /// already installed.
+    pub fn install_local_dispatch(
+        &self,
+        dispatch: std::sync::Weak<dyn lepton_outbound::LocalDispatch>,
+    ) -> bool {
+        self.chaining.install(dispatch)
     }
 
     /// The prepared component with id `id`.
@@ -242,7 +271,45 @@ async fn prepare_component(
         logs,
         engine: engine.engine().clone(),
         data: data.clone(),
+        outbound: Arc::new(lepton_outbound::OutboundHttp::deny_all()),
     })
+}
+
+/// The runtime config's `[outbound_networking] block_networks`, parsed.
+fn blocked_networks(
+    config: &AppConfig,
+    data: &lepton_host::AppHost,
+) -> Result<lepton_outbound::BlockedNetworks, RuntimeError> {
+    let entries = data
+        .runtime_config()
+        .outbound_networking
+        .as_ref()
+        .map(|o| o.block_networks.as_slice())
+        .unwrap_or_default();
+    lepton_outbound::BlockedNetworks::parse(&config.name, entries)
+        .map_err(|e| RuntimeError::Outbound(Box::new(e)))
+}
+
+/// A component's outbound HTTP context: its `allowed_outbound_hosts` (templates resolved against
+/// the app's variables), the app's blocked networks, listen address and chaining slot.
+fn outbound_http(
+    config: &AppConfig,
+    component: &LockedComponent,
+    data: &lepton_host::AppHost,
+    blocked: &lepton_outbound::BlockedNetworks,
+    chaining: &Arc<lepton_outbound::LocalDispatchSlot>,
+) -> Result<lepton_outbound::OutboundHttp, RuntimeError> {
+    let vars = |name: &str| data.variables().resolve(name).map_err(|e| e.to_string());
+    let policy = lepton_outbound::OutboundPolicy::for_component(&config.name, component, &vars)
+        .map_err(|e| RuntimeError::Outbound(Box::new(e)))?
+        .with_blocked_networks(blocked.clone());
+    Ok(lepton_outbound::OutboundHttp::new(
+        &config.name,
+        &component.id,
+        Arc::new(policy),
+        config.listen_address,
+        chaining.clone(),
+    ))
 }
 
 /// wasmtime reports a missing import as "component imports instance `X`, but a matching

@@ -8,7 +8,7 @@
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::RuntimeError;
 
@@ -54,37 +54,12 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Outbound HTTP policy hooks.
-///
-/// Until `allowed_outbound_hosts` is enforced, lepton behaves as Spin does for a component that
-/// lists no allowed hosts: every outbound request is denied with `HttpRequestDenied`.
-#[derive(Default)]
-pub struct OutboundHttpHooks;
-
-impl WasiHttpHooks for OutboundHttpHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        tracing::debug!(uri = %request.uri(), "outbound HTTP request denied (no allowed hosts)");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
+/// Outbound HTTP hooks: each component's `allowed_outbound_hosts` policy, self requests and
+/// service chaining (see [`lepton_outbound::http`]).
+pub use lepton_outbound::OutboundHttpHooks;
 
 /// Build the linker with every interface lepton provides today: WASI 0.2 and 0.3 (cli, clocks,
-/// filesystem, io, random, sockets — network access stays denied by the WASI context) and
+/// filesystem, io, random, sockets — gated per component by its outbound policy) and
 /// wasi:http 0.2 and 0.3. Components importing anything else fail at load, naming the interface.
 pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, RuntimeError> {
     let mut linker = Linker::<HostState>::new(engine);

@@ -62,6 +62,10 @@ pub enum RuntimeError {
     /// config) could not be built.
     #[error(transparent)]
     Host(#[from] lepton_host::HostError),
+    /// A component's outbound networking configuration (`allowed_outbound_hosts`, runtime-config
+    /// `block_networks`) is invalid; the error names the app, component and entry.
+    #[error(transparent)]
+    Outbound(Box<lepton_outbound::OutboundError>),
     /// Compilation failed.
     #[error("component `{component}`: failed to compile: {reason}")]
     Compile {

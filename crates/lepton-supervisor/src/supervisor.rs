@@ -262,6 +262,7 @@ async fn prepare(
         state_dir: spec.state_dir.clone(),
         variables: spec.variables.clone(),
         runtime_config: spec.runtime_config.clone(),
+        listen_address: Some(spec.address),
     };
     let runtime = RuntimeApp::prepare(engine, cache, &loaded.locked, &config).await?;
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime)?;

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::TriggerError;
-use crate::executor::{ComponentExecutor, executor};
+use crate::chaining::ChainDispatch;
+use crate::executor::executor;
 use crate::headers::SpinHeaders;
 use crate::router::{Route, RouteTarget, Router};
 
@@ -76,7 +77,7 @@ struct StaticResponse {
 pub struct HttpApp {
     name: Arc<str>,
     router: Router,
-    executors: HashMap<String, ComponentExecutor>,
+    executors: Arc<ChainDispatch>,
     statics: Vec<StaticResponse>,
     info: Bytes,
 }
@@ -89,14 +90,6 @@ impl HttpApp {
             reason,
         };
         check_base(locked)?;
-        if locked
-            .host_requirements
-            .contains_key("local_service_chaining")
-        {
-            return Err(TriggerError::Unsupported(
-                "the app requires local service chaining (`*.spin.internal` outbound hosts), which lepton does not support yet".into(),
-            ));
-        }
         let app_name: Arc<str> = name.into();
         let mut routes = Vec::new();
         let mut statics = Vec::new();
@@ -167,6 +160,10 @@ impl HttpApp {
         for (raw, _) in replaced {
             tracing::error!(app = name, route = %raw, "duplicate route: the last trigger with this route wins");
         }
+        // Service chaining reaches the same executors; the runtime holds them only weakly.
+        let executors = Arc::new(ChainDispatch::new(app_name.clone(), executors));
+        let dispatch: Arc<dyn lepton_outbound::LocalDispatch> = executors.clone();
+        runtime.install_local_dispatch(Arc::downgrade(&dispatch));
         Ok(Self {
             name: app_name,
             router,
@@ -272,7 +269,7 @@ impl HttpApp {
         spin.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
 
-        let Some(executor) = self.executors.get(&component) else {
+        let Some(executor) = self.executors.executor(&component) else {
             return empty(StatusCode::INTERNAL_SERVER_ERROR);
         };
         match executor.handle((), req).await {

@@ -5,9 +5,11 @@
 //! - [`headers`]: the `spin-*` request headers.
 //! - [`app`]: one app's request handling ([`HttpApp`]).
 //! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3).
+//! - [`chaining`]: `*.spin.internal` requests served in-process (the runtime's `LocalDispatch`).
 //! - [`server`]: the hyper listener ([`HttpListener`]).
 
 pub mod app;
+pub mod chaining;
 pub mod executor;
 pub mod headers;
 pub mod router;

@@ -1,0 +1,282 @@
+//! Outbound HTTP under a component's policy: the [`WasiHttpHooks`] every request's store uses for
+//! `wasi:http/outgoing-handler@0.2` and the `wasi:http@0.3` client, and the seam through which the
+//! HTTP trigger serves service-chaining requests in-process ([`LocalDispatch`]).
+//!
+//! What a guest's request becomes (Spin's behaviour, facts §3.7):
+//! - **self request** (a relative URL, an empty host such as the SDK's `:443` placeholder, or host
+//!   `self.alt`): allowed only by a `self` / `self.alt` / `*` host entry; sent over plain HTTP to
+//!   the app's real listen address. The destination comes only from that address, never from a
+//!   `Host` header (CVE-2024-32980), and the `Host` header sent is the listen address.
+//! - **`http://<component>.spin.internal/...`**: checked like any host, then served in-process by
+//!   that component through the installed [`LocalDispatch`].
+//! - **anything else**: checked as `scheme://host:port` (the scheme's default port when the URL
+//!   has none), then, when `block_networks` is configured, its resolved addresses are checked;
+//!   then sent with wasmtime-wasi-http's default sender (TLS with the webpki roots).
+//! - denied → `ErrorCode::HttpRequestDenied`; a blocked address → `DestinationIpProhibited`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::allowed::{Target, default_port};
+use crate::policy::OutboundPolicy;
+
+/// The host of self requests that name no host.
+const SELF_ALT: &str = "self.alt";
+/// Service-chaining host suffix.
+const SPIN_INTERNAL: &str = ".spin.internal";
+
+/// A boxed response future, as [`LocalDispatch`] returns.
+pub type DispatchFuture =
+    Pin<Box<dyn Future<Output = Result<Response<WasiBody>, Error>> + Send + 'static>>;
+
+/// Serves a request in-process with one of the app's components (service chaining). Implemented by
+/// the HTTP trigger, which owns routing and the `spin-*` headers; the runtime only holds it.
+pub trait LocalDispatch: Send + Sync {
+    /// Whether `component` can be reached by chaining (it has an HTTP trigger).
+    fn has_component(&self, component: &str) -> bool;
+
+    /// Serve `request` with `component`, its whole path being the route's trailing wildcard.
+    fn dispatch(&self, component: &str, request: Request<WasiBody>) -> DispatchFuture;
+}
+
+/// Where an app's [`LocalDispatch`] is installed once its trigger exists. Shared by all of the
+/// app's components; holds the dispatcher weakly so the trigger (which owns the components) and
+/// the components do not keep each other alive.
+#[derive(Default)]
+pub struct LocalDispatchSlot(OnceLock<Weak<dyn LocalDispatch>>);
+
+impl LocalDispatchSlot {
+    /// Install the dispatcher; `false` if one was already installed.
+    pub fn install(&self, dispatch: Weak<dyn LocalDispatch>) -> bool {
+        self.0.set(dispatch).is_ok()
+    }
+
+    fn get(&self) -> Option<Arc<dyn LocalDispatch>> {
+        self.0.get().and_then(Weak::upgrade)
+    }
+}
+
+impl std::fmt::Debug for LocalDispatchSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LocalDispatchSlot")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
+}
+
+/// One component's outbound HTTP context, built once at load and shared by every request.
+#[derive(Debug)]
+pub struct OutboundHttp {
+    app: Arc<str>,
+    component: Arc<str>,
+    policy: Arc<OutboundPolicy>,
+    self_origin: Option<SocketAddr>,
+    chaining: Arc<LocalDispatchSlot>,
+}
+
+impl OutboundHttp {
+    /// The context of `component` of `app`: its policy, the app's listen address (the target of
+    /// self requests; `None` refuses them) and the app's chaining slot.
+    pub fn new(
+        app: &str,
+        component: &str,
+        policy: Arc<OutboundPolicy>,
+        self_origin: Option<SocketAddr>,
+        chaining: Arc<LocalDispatchSlot>,
+    ) -> Self {
+        // An app listening on every interface is reached over loopback.
+        let self_origin = self_origin.map(|mut addr| {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                });
+            }
+            addr
+        });
+        Self {
+            app: app.into(),
+            component: component.into(),
+            policy,
+            self_origin,
+            chaining,
+        }
+    }
+
+    /// A context that denies every request (no `allowed_outbound_hosts`).
+    pub fn deny_all() -> Self {
+        Self::new(
+            "",
+            "",
+            Arc::new(OutboundPolicy::deny_all()),
+            None,
+            Arc::default(),
+        )
+    }
+
+    /// The component's policy.
+    pub fn policy(&self) -> &Arc<OutboundPolicy> {
+        &self.policy
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        mut request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<(Response<WasiBody>, IoFuture), Error> {
+        let uri = request.uri().clone();
+        let host = uri.authority().map(|a| a.host()).unwrap_or("");
+        if host.is_empty() || host.eq_ignore_ascii_case(SELF_ALT) {
+            self.prepare_self_request(&mut request)?;
+            return send_default(request, options).await;
+        }
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(scheme))
+            .ok_or(Error::HttpRequestUriInvalid)?;
+        let target = Target::new(scheme, host, port);
+        if !self.policy.entries().iter().any(|a| a.allows(&target)) {
+            tracing::debug!(app = %self.app, component = %self.component, %target, "outbound HTTP request denied by allowed_outbound_hosts");
+            return Err(Error::HttpRequestDenied);
+        }
+        let host_lower = target.host();
+        if let Some(id) = host_lower.strip_suffix(SPIN_INTERNAL) {
+            return self.chain(id, request).await;
+        }
+        self.check_blocked(&target).await?;
+        send_default(request, options).await
+    }
+
+    fn prepare_self_request(&self, request: &mut Request<WasiBody>) -> Result<(), Error> {
+        if !(self.policy.allows_self("http") || self.policy.allows_self("https")) {
+            tracing::debug!(app = %self.app, component = %self.component, uri = %request.uri(), "self request denied: no `self` entry in allowed_outbound_hosts");
+            return Err(Error::HttpRequestDenied);
+        }
+        let Some(origin) = self.self_origin else {
+            tracing::error!(app = %self.app, component = %self.component, "self request, but the app's listen address is unknown");
+            return Err(Error::HttpRequestUriInvalid);
+        };
+        let authority = origin.to_string();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        *request.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        // The destination is the listen address alone; the Host header says the same.
+        let host = HeaderValue::try_from(authority).map_err(|_| Error::HttpRequestUriInvalid)?;
+        request.headers_mut().insert(HOST, host);
+        Ok(())
+    }
+
+    async fn chain(
+        &self,
+        id: &str,
+        request: Request<WasiBody>,
+    ) -> Result<(Response<WasiBody>, IoFuture), Error> {
+        let Some(dispatch) = self.chaining.get() else {
+            tracing::warn!(app = %self.app, component = %self.component, target = id, "service chaining requested but the app has no HTTP trigger installed");
+            return Err(Error::DestinationNotFound);
+        };
+        if !dispatch.has_component(id) {
+            tracing::debug!(app = %self.app, component = %self.component, target = id, "service chaining to an unknown component");
+            return Err(Error::DestinationNotFound);
+        }
+        let response = dispatch.dispatch(id, request).await?;
+        Ok((response, Box::new(async { Ok(()) })))
+    }
+
+    async fn check_blocked(&self, target: &Target) -> Result<(), Error> {
+        let blocked = self.policy.blocked_networks();
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let addrs: Vec<IpAddr> = match target.host().parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => tokio::net::lookup_host((target.host(), target.port()))
+                .await
+                .map_err(|_| Error::DnsError {
+                    rcode: Some("address not available".into()),
+                    info_code: Some(0),
+                })?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        if let Some(ip) = addrs.iter().find(|ip| blocked.is_blocked(**ip)) {
+            tracing::debug!(app = %self.app, component = %self.component, %target, %ip, "outbound HTTP request to a blocked network");
+            return Err(Error::DestinationIpProhibited);
+        }
+        Ok(())
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+async fn send_default(
+    request: Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(Response<WasiBody>, IoFuture), Error> {
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+    Ok((
+        response.map(BodyExt::boxed_unsync),
+        Box::new(io) as IoFuture,
+    ))
+}
+
+/// The wasi-http hooks of one request's store.
+#[derive(Debug, Clone)]
+pub struct OutboundHttpHooks {
+    ctx: Arc<OutboundHttp>,
+}
+
+impl OutboundHttpHooks {
+    /// Hooks applying `ctx`.
+    pub fn new(ctx: Arc<OutboundHttp>) -> Self {
+        Self { ctx }
+    }
+}
+
+impl Default for OutboundHttpHooks {
+    fn default() -> Self {
+        Self::new(Arc::new(OutboundHttp::deny_all()))
+    }
+}
+
+impl WasiHttpHooks for OutboundHttpHooks {
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send> {
+        Box::new(self.ctx.clone().send(request, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// spin-sdk 5.2 gives a relative URL the authority `:443` (or `:80`); wasmtime-wasi-http
+    /// builds the request URI from it, and this module sees an empty host: a self request.
+    #[test]
+    fn placeholder_authority_is_an_empty_host() {
+        let uri = http::Uri::builder()
+            .scheme("https")
+            .authority(":443")
+            .path_and_query("/x")
+            .build()
+            .expect("uri");
+        assert_eq!(uri.authority().map(|a| a.host()), Some(""));
+    }
+}

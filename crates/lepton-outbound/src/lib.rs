@@ -1,0 +1,21 @@
+//! lepton's outbound networking: Spin's `allowed_outbound_hosts` policy and the outbound clients
+//! that obey it.
+//!
+//! - [`allowed`]: one entry's grammar (`<scheme>://<host>[:<port>]`) and matching.
+//! - [`policy`]: a component's [`OutboundPolicy`] (templates resolved against app variables,
+//!   Spin 1's `allowed_http_hosts`, `block_networks`) — the one "may this component connect to
+//!   scheme/host/port?" question every client (HTTP, sockets, Redis, PostgreSQL, MySQL, MQTT)
+//!   asks.
+//! - [`http`]: outbound wasi-http 0.2 / 0.3 hooks (self requests, service chaining through
+//!   [`LocalDispatch`], the default sender for everything else).
+//! - [`sockets`]: `wasi:sockets` permissions.
+
+pub mod allowed;
+pub mod http;
+pub mod policy;
+pub mod sockets;
+
+pub use allowed::{AllowedHost, EntryError, Target, default_port};
+pub use http::{DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp, OutboundHttpHooks};
+pub use policy::{BlockedNetworks, OutboundError, OutboundPolicy, VariableResolver, no_variables};
+pub use sockets::configure_sockets;
