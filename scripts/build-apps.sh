@@ -27,6 +27,28 @@ for name in hello_p2 hello_p3 fileserver kv_p2 outbound_p2 data_p2 data_p3; do
     fi
 done
 
+# wasm32-wasip1 core modules (core-p1: the classic Spin shape with a component-type section;
+# wagi: a plain `_start` command), which lepton turns into components at load. Built on a full
+# build, or when one of them is named with -p.
+build_p1=1
+p1_flags=()
+for arg in "$@"; do
+    case "$arg" in
+        -p | --package) build_p1=0 ;;
+        --locked | --offline | --frozen) p1_flags+=("$arg") ;;
+    esac
+done
+for arg in "$@"; do
+    case "$arg" in core-p1 | wagi) build_p1=1 ;; esac
+done
+if [ "$build_p1" = 1 ]; then
+    /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
+        -p core-p1 -p wagi "${p1_flags[@]}"
+    for name in core_p1 wagi; do
+        echo "$CARGO_TARGET_DIR/wasm32-wasip1/release/$name.wasm"
+    done
+fi
+
 # Python (componentize-py) and JavaScript (j2w) apps: apps/py-p2, apps/py-p3, apps/js, built into
 # apps/target/polyglot/ by scripts/build-polyglot.sh. On a full build only (no -p).
 case " $* " in

@@ -254,6 +254,25 @@ fn outbound_http_policy_self_requests_and_chaining() {
         "`*` allows self requests"
     );
     assert_eq!(fetch(&app, "/none", "/front/whoami"), denied());
+    // An `http::Request` built from a relative URI has no authority at all: still a self request.
+    let res = request(
+        &app,
+        "GET",
+        "/front/fetch",
+        &[("x-url", "/front/whoami"), ("x-builder", "http")],
+        b"",
+    )
+    .expect("GET /front/fetch");
+    assert_eq!((res.status, res.text()), (200, front_whoami.to_string()));
+    let res = request(
+        &app,
+        "GET",
+        "/none/fetch",
+        &[("x-url", "/front/whoami"), ("x-builder", "http")],
+        b"",
+    )
+    .expect("GET /none/fetch");
+    assert_eq!((res.status, res.text()), denied());
 
     // Service chaining: served in-process by `back` (which has no public route), the path being
     // the trailing wildcard.

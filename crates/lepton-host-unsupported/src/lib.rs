@@ -160,9 +160,7 @@ pub trait UnsupportedView: Send {
 }
 
 /// Link every interface this crate answers: `fermyon:spin/llm@2.0.0` and `fermyon:spin/llm`.
-pub fn add_to_linker<T: UnsupportedView + 'static>(
-    linker: &mut Linker<T>,
-) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: UnsupportedView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     llm_v2::add_to_linker::<T, HasSelf<UnsupportedHost>>(linker, T::unsupported)?;
     llm_v1::add_to_linker::<T, HasSelf<UnsupportedHost>>(linker, T::unsupported)?;
     Ok(())

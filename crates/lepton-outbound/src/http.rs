@@ -21,7 +21,10 @@ use std::sync::{Arc, OnceLock, Weak};
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime::component::Resource;
+use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as p2_types};
+use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
 
 use crate::allowed::{Target, default_port};
 use crate::policy::OutboundPolicy;
@@ -263,6 +266,51 @@ impl WasiHttpHooks for OutboundHttpHooks {
     ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send> {
         Box::new(self.ctx.clone().send(request, options))
     }
+}
+
+/// The `wasi:http` 0.2 version wasmtime-wasi-http links (guests importing any 0.2.x match it).
+const P2_OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Let `wasi:http/outgoing-handler@0.2` accept relative URLs. Call after wasmtime-wasi-http's
+/// p2 interfaces are linked: it redefines `handle` so that a request with no authority (what an
+/// `http::Request` built from `/path` becomes) is given `self.alt` — meaning the same thing, a
+/// self request — before wasmtime-wasi-http's own implementation runs, which otherwise cannot
+/// build a URI for it and answers `HttpRequestUriInvalid`.
+pub fn link_p2_relative_urls<T: WasiHttpView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let result = define_p2_handle(linker);
+    linker.allow_shadowing(false);
+    result
+}
+
+type P2HandleResult = (Result<Resource<HostFutureIncomingResponse>, p2_types::ErrorCode>,);
+
+fn define_p2_handle<T: WasiHttpView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(P2_OUTGOING_HANDLER)?;
+    instance.func_wrap(
+        "handle",
+        |mut store: wasmtime::StoreContextMut<'_, T>,
+         (request, options): (
+            Resource<HostOutgoingRequest>,
+            Option<Resource<p2_types::RequestOptions>>,
+        )|
+         -> wasmtime::Result<P2HandleResult> {
+            let mut view = store.data_mut().http();
+            if let Ok(req) = view.table.get_mut(&request)
+                && req.authority.as_deref().is_none_or(str::is_empty)
+            {
+                req.authority = Some(SELF_ALT.to_string());
+            }
+            match outgoing_handler::Host::handle(&mut view, request, options) {
+                Ok(response) => Ok((Ok(response),)),
+                Err(err) => Ok((Err(err.downcast()?),)),
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub mod policy;
 pub mod sockets;
 
 pub use allowed::{AllowedHost, EntryError, Target, default_port};
-pub use http::{DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp, OutboundHttpHooks};
+pub use http::{
+    DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp, OutboundHttpHooks,
+    link_p2_relative_urls,
+};
 pub use policy::{BlockedNetworks, OutboundError, OutboundPolicy, VariableResolver, no_variables};
 pub use sockets::configure_sockets;

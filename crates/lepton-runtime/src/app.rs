@@ -4,13 +4,17 @@
 //! Everything that can fail about a component fails here, before any listener is bound: an
 //! unreadable source, a compile error, an import lepton does not provide (the error names the
 //! interface), or a missing or ambiguous HTTP handler export.
+//!
+//! Handler detection follows Spin (facts §3.4): exactly one of `wasi:http/incoming-handler@0.2`,
+//! `wasi:http/handler@0.3` or the unversioned `fermyon:spin/inbound-http`; a component with none
+//! of them that exports `wasi:cli/run` is a command, which only the WAGI executor can serve.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lepton_app::{LockedApp, LockedComponent};
 use wasmtime::Store;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::handler::ProxyPre;
@@ -30,13 +34,41 @@ pub enum ComponentHandlerKind {
     WasiHttpP2,
     /// `wasi:http/handler@0.3.x`.
     WasiHttpP3,
+    /// The unversioned `fermyon:spin/inbound-http` (Spin 1.x apps).
+    SpinInbound,
+    /// No HTTP handler, but `wasi:cli/run`: a command, served by the WAGI executor.
+    Command,
+}
+
+/// The export name of Spin 1.x's HTTP handler interface.
+pub const SPIN_INBOUND_HTTP: &str = "fermyon:spin/inbound-http";
+
+/// A component's pre-instance, typed by the handler it exports.
+pub enum ComponentPre {
+    /// wasi:http 0.2 or 0.3, run through wasmtime-wasi-http's `ProxyHandler`.
+    WasiHttp(ProxyPre<HostState>),
+    /// The legacy Spin handler or a command, instantiated and called by lepton's own executors.
+    Plain(InstancePre<HostState>),
+}
+
+impl ComponentPre {
+    /// Instantiate into `store` (used to check at load that the component starts).
+    pub async fn instantiate_async(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+        match self {
+            Self::WasiHttp(pre) => pre.instantiate_async(store).await.map(drop),
+            Self::Plain(pre) => pre.instantiate_async(store).await.map(drop),
+        }
+    }
 }
 
 /// One component, ready to serve: fresh stores and instances are cheap to make from it.
 pub struct PreparedComponent {
     id: String,
     kind: ComponentHandlerKind,
-    proxy_pre: ProxyPre<HostState>,
+    proxy_pre: ComponentPre,
+    instance_pre: InstancePre<HostState>,
+    exports_command: bool,
+    ai_models: Arc<[String]>,
     env: Vec<(String, String)>,
     mounts: Vec<(PathBuf, String)>,
     logs: ComponentLogs,
@@ -62,9 +94,27 @@ impl PreparedComponent {
         &self.data
     }
 
-    /// The pre-instance used to instantiate the handler.
-    pub fn proxy_pre(&self) -> &ProxyPre<HostState> {
+    /// The pre-instance, typed by handler; instantiate it to check the component starts.
+    pub fn proxy_pre(&self) -> &ComponentPre {
         &self.proxy_pre
+    }
+
+    /// The wasi:http pre-instance, for components exporting a wasi:http handler.
+    pub fn wasi_http_pre(&self) -> Option<&ProxyPre<HostState>> {
+        match &self.proxy_pre {
+            ComponentPre::WasiHttp(pre) => Some(pre),
+            ComponentPre::Plain(_) => None,
+        }
+    }
+
+    /// The untyped pre-instance (for the legacy Spin and WAGI executors).
+    pub fn instance_pre(&self) -> &InstancePre<HostState> {
+        &self.instance_pre
+    }
+
+    /// Whether the component exports `wasi:cli/run@0.2.x` (what the WAGI executor calls).
+    pub fn exports_command(&self) -> bool {
+        self.exports_command
     }
 
     /// The component's outbound networking policy (`allowed_outbound_hosts`, `block_networks`):
@@ -77,10 +127,20 @@ impl PreparedComponent {
     /// mount paths, stdout/stderr appended to the app's logs, network access only as its outbound
     /// policy allows, no inherited host state.
     pub fn new_store(&self) -> Result<Store<HostState>, wasmtime::Error> {
+        self.new_store_with(|_| {})
+    }
+
+    /// [`Self::new_store`], with `customize` applied to the WASI context after the component's
+    /// environment and log streams are set (WAGI adds arguments, CGI variables, stdin, stdout).
+    pub fn new_store_with(
+        &self,
+        customize: impl FnOnce(&mut WasiCtxBuilder),
+    ) -> Result<Store<HostState>, wasmtime::Error> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(self.logs.stdout.clone())
             .stderr(self.logs.stderr.clone());
+        customize(&mut wasi);
         for (host, guest) in &self.mounts {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
         }
@@ -89,6 +149,7 @@ impl PreparedComponent {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
+            unsupported: lepton_host_unsupported::UnsupportedHost::new(self.ai_models.clone()),
             hooks: OutboundHttpHooks::new(self.outbound.clone()),
             data: self.data.instance(&self.id),
         };
@@ -213,28 +274,11 @@ async fn prepare_component(
                 reason: describe_link_error(&e),
             })?;
 
-    let p2 = P2ProxyPre::new(instance_pre.clone());
-    let p3 = P3ServicePre::new(instance_pre);
-    let (kind, proxy_pre) = match (p2, p3) {
-        (Ok(p2), Err(_)) => (ComponentHandlerKind::WasiHttpP2, ProxyPre::P2(p2)),
-        (Err(_), Ok(p3)) => (ComponentHandlerKind::WasiHttpP3, ProxyPre::P3(p3)),
-        (Ok(_), Ok(_)) => {
-            return Err(RuntimeError::Handler {
-                component: id,
-                reason: "exports both wasi:http/incoming-handler@0.2 and wasi:http/handler@0.3; \
-                         exactly one HTTP handler export is allowed"
-                    .into(),
-            });
-        }
-        (Err(_), Err(_)) => {
-            return Err(RuntimeError::Handler {
-                component: id,
-                reason: "exports no HTTP handler lepton supports: expected \
-                         wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x"
-                    .into(),
-            });
-        }
-    };
+    let exports_command =
+        wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre.clone()).is_ok();
+    let (kind, proxy_pre) = detect_handler(&id, &compiled, &instance_pre, exports_command)?;
+    let ai_models =
+        lepton_host_unsupported::UnsupportedHost::ai_models_from_metadata(&component.metadata);
 
     let mut mounts = Vec::new();
     for file in &component.files {
@@ -266,6 +310,9 @@ async fn prepare_component(
         id,
         kind,
         proxy_pre,
+        instance_pre,
+        exports_command,
+        ai_models,
         env,
         mounts,
         logs,
@@ -310,6 +357,64 @@ fn outbound_http(
         config.listen_address,
         chaining.clone(),
     ))
+}
+
+/// Find the one handler export (Spin's rule, facts §3.4), or a command when there is none.
+fn detect_handler(
+    id: &str,
+    compiled: &Component,
+    instance_pre: &InstancePre<HostState>,
+    exports_command: bool,
+) -> Result<(ComponentHandlerKind, ComponentPre), RuntimeError> {
+    let mut found = Vec::new();
+    if let Ok(p2) = P2ProxyPre::new(instance_pre.clone()) {
+        found.push((
+            "wasi:http/incoming-handler@0.2",
+            ComponentHandlerKind::WasiHttpP2,
+            ComponentPre::WasiHttp(ProxyPre::P2(p2)),
+        ));
+    }
+    if let Ok(p3) = P3ServicePre::new(instance_pre.clone()) {
+        found.push((
+            "wasi:http/handler@0.3",
+            ComponentHandlerKind::WasiHttpP3,
+            ComponentPre::WasiHttp(ProxyPre::P3(p3)),
+        ));
+    }
+    if compiled.get_export_index(None, SPIN_INBOUND_HTTP).is_some() {
+        found.push((
+            SPIN_INBOUND_HTTP,
+            ComponentHandlerKind::SpinInbound,
+            ComponentPre::Plain(instance_pre.clone()),
+        ));
+    }
+    match found.len() {
+        1 => {
+            let (_, kind, pre) = found.remove(0);
+            Ok((kind, pre))
+        }
+        0 if exports_command => Ok((
+            ComponentHandlerKind::Command,
+            ComponentPre::Plain(instance_pre.clone()),
+        )),
+        0 => Err(RuntimeError::Handler {
+            component: id.to_string(),
+            reason: "exports no HTTP handler lepton supports: expected \
+                     wasi:http/incoming-handler@0.2.x, wasi:http/handler@0.3.x or \
+                     fermyon:spin/inbound-http (or wasi:cli/run for the WAGI executor)"
+                .into(),
+        }),
+        _ => {
+            let names: Vec<&str> = found.iter().map(|(name, _, _)| *name).collect();
+            Err(RuntimeError::Handler {
+                component: id.to_string(),
+                reason: format!(
+                    "exports {}; exactly one HTTP handler export is allowed",
+                    names.join(" and ")
+                ),
+            })
+        }
+    }
 }
 
 /// wasmtime reports a missing import as "component imports instance `X`, but a matching

@@ -23,6 +23,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::RuntimeError;
+use crate::componentize::{self, WasmKind};
 
 /// The on-disk compiled-component cache (or a pass-through when disabled), fronted by an
 /// in-process table so a component shared by several apps or components is compiled or
@@ -91,6 +92,16 @@ impl CompileCache {
                 (hex::encode(Sha256::digest(&bytes)), Some(bytes))
             }
         };
+        // A core module is componentized before compiling; its key also names how (the
+        // adapters and componentize version), so it is componentized and compiled once.
+        let kind = match &wasm {
+            Some(bytes) => componentize::classify(bytes),
+            None => componentize::classify_file(component_id, wasm_path)?,
+        };
+        let hex = match kind {
+            WasmKind::CoreModule => format!("{hex}-{}", componentize::componentize_tag()),
+            WasmKind::Component => hex,
+        };
         // One slot per digest: concurrent loads of the same component wait for the first one
         // instead of compiling it again.
         let slot = {
@@ -102,7 +113,7 @@ impl CompileCache {
             return Ok((component.clone(), CompileOutcome::Shared));
         }
         let (component, outcome) =
-            self.load_from_disk_or_compile(engine, component_id, &hex, wasm, read_wasm)?;
+            self.load_from_disk_or_compile(engine, component_id, &hex, kind, wasm, read_wasm)?;
         *slot = Some(component.clone());
         Ok((component, outcome))
     }
@@ -112,6 +123,7 @@ impl CompileCache {
         engine: &Engine,
         component_id: &str,
         hex: &str,
+        kind: WasmKind,
         wasm: Option<Vec<u8>>,
         read_wasm: impl Fn() -> Result<Vec<u8>, RuntimeError>,
     ) -> Result<(Component, CompileOutcome), RuntimeError> {
@@ -124,6 +136,10 @@ impl CompileCache {
         let wasm = match wasm {
             Some(bytes) => bytes,
             None => read_wasm()?,
+        };
+        let wasm = match kind {
+            WasmKind::CoreModule => componentize::componentize(component_id, &wasm)?,
+            WasmKind::Component => wasm,
         };
         let started = std::time::Instant::now();
         let component = Component::new(engine, &wasm).map_err(|e| RuntimeError::Compile {
@@ -337,6 +353,43 @@ mod tests {
             outcome,
             CompileOutcome::Compiled,
             "a world-writable cache must not be loaded from"
+        );
+    }
+
+    #[test]
+    fn core_modules_are_componentized_once_under_a_tagged_key() {
+        let engine = engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let module =
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+                .expect("wat");
+        let wasm_path = dir.path().join("m.wasm");
+        std::fs::write(&wasm_path, &module).expect("write wasm");
+        let hex = hex::encode(Sha256::digest(&module));
+        let digest = format!("sha256:{hex}");
+
+        let cache = CompileCache::new(dir.path(), &engine);
+        let (_, first) = cache
+            .load(&engine, "m", &wasm_path, Some(&digest))
+            .expect("first load");
+        assert_eq!(first, CompileOutcome::Compiled);
+        let artifact = cache
+            .dir
+            .clone()
+            .expect("dir")
+            .join(format!("{hex}-{}.cwasm", componentize::componentize_tag()));
+        assert!(artifact.is_file(), "{} exists", artifact.display());
+        let cache = CompileCache::new(dir.path(), &engine);
+        let (component, second) = cache
+            .load(&engine, "m", &wasm_path, Some(&digest))
+            .expect("second load");
+        assert_eq!(second, CompileOutcome::Cached);
+        assert!(
+            component
+                .component_type()
+                .exports(&engine)
+                .any(|(name, _)| name.starts_with("wasi:cli/run@0.2")),
+            "the cached artifact is the componentized command"
         );
     }
 

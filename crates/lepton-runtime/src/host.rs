@@ -73,6 +73,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link("wasi@0.3"))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(link("wasi:http@0.2"))?;
+    lepton_outbound::link_p2_relative_urls(&mut linker).map_err(link("wasi:http@0.2"))?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
     lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
     Ok(linker)

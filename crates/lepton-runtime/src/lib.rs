@@ -11,17 +11,19 @@
 //! - [`engine`]: engine configuration (pooling allocator with copy-on-write, epochs) and the linker
 //!   of host interfaces lepton provides.
 //! - [`compile_cache`]: compile each component once; reuse the artifact across restarts.
+//! - [`componentize`]: turn WASI preview 1 core modules into components before compiling.
 //! - [`host`]: the `Store` data type and the WASI / wasi-http views over it.
 //! - [`logs`]: per-app capture of component stdout/stderr.
 //! - [`app`]: turning a runnable locked app into prepared components.
 
 pub mod app;
 pub mod compile_cache;
+pub mod componentize;
 pub mod engine;
 pub mod host;
 pub mod logs;
 
-pub use app::{AppConfig, ComponentHandlerKind, PreparedComponent, RuntimeApp};
+pub use app::{AppConfig, ComponentHandlerKind, ComponentPre, PreparedComponent, RuntimeApp};
 pub use compile_cache::CompileCache;
 pub use engine::{PoolingMode, RuntimeEngine, RuntimeEngineConfig};
 pub use host::HostState;
@@ -66,6 +68,14 @@ pub enum RuntimeError {
     /// `block_networks`) is invalid; the error names the app, component and entry.
     #[error(transparent)]
     Outbound(Box<lepton_outbound::OutboundError>),
+    /// A core module could not be turned into a component.
+    #[error("component `{component}`: cannot turn the core module into a component: {reason}")]
+    Componentize {
+        /// The component id.
+        component: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Compilation failed.
     #[error("component `{component}`: failed to compile: {reason}")]
     Compile {

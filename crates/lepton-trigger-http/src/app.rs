@@ -15,9 +15,10 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::TriggerError;
 use crate::chaining::ChainDispatch;
-use crate::executor::executor;
+use crate::executor::{ComponentExecutor, executor};
 use crate::headers::SpinHeaders;
 use crate::router::{Route, RouteTarget, Router};
+use crate::wagi::{self, WagiExecutor};
 
 const WELL_KNOWN: &str = "/.well-known/spin/";
 
@@ -48,10 +49,8 @@ enum ExecutorConfig {
     Http,
     Wagi {
         #[serde(default)]
-        #[allow(dead_code)]
         argv: Option<String>,
         #[serde(default)]
-        #[allow(dead_code)]
         entrypoint: Option<String>,
     },
 }
@@ -94,6 +93,7 @@ impl HttpApp {
         let mut routes = Vec::new();
         let mut statics = Vec::new();
         let mut executors = HashMap::new();
+        let mut wagi_components = HashMap::new();
         for trigger in &locked.triggers {
             if trigger.trigger_type != "http" {
                 return Err(err(
@@ -106,12 +106,21 @@ impl HttpApp {
             }
             let config: HttpTriggerConfig = serde_json::from_value(trigger.trigger_config.clone())
                 .map_err(|e| err(&trigger.id, format!("invalid trigger_config: {e}")))?;
-            if let Some(ExecutorConfig::Wagi { .. }) = config.executor {
-                return Err(err(
-                    &trigger.id,
-                    "the WAGI executor is not supported yet".into(),
-                ));
-            }
+            let wagi_argv = match &config.executor {
+                Some(ExecutorConfig::Wagi { argv, entrypoint }) => {
+                    if let Some(entry) = entrypoint.as_deref().filter(|e| *e != "_start") {
+                        return Err(err(
+                            &trigger.id,
+                            format!("WAGI entrypoint `{entry}` is not supported; only `_start` is"),
+                        ));
+                    }
+                    Some(
+                        argv.clone()
+                            .unwrap_or_else(|| wagi::DEFAULT_ARGV.to_string()),
+                    )
+                }
+                Some(ExecutorConfig::Http) | None => None,
+            };
             let target = match (config.component, config.static_response) {
                 (Some(component), None) => {
                     let prepared = runtime.component(&component).ok_or_else(|| {
@@ -122,9 +131,27 @@ impl HttpApp {
                             ),
                         )
                     })?;
-                    executors
-                        .entry(component.clone())
-                        .or_insert_with(|| executor(app_name.clone(), prepared.clone()));
+                    match wagi_argv {
+                        Some(argv) => {
+                            let raw = match &config.route {
+                                RouteConfig::Route(raw) => raw.clone(),
+                                // Chained requests arrive on a synthetic `/...` route.
+                                RouteConfig::Private { .. } => "/...".to_string(),
+                            };
+                            wagi_components
+                                .entry(component.clone())
+                                .or_insert_with(|| (prepared.clone(), HashMap::new()))
+                                .1
+                                .insert(raw, argv);
+                        }
+                        None => {
+                            if !executors.contains_key(&component) {
+                                let built = executor(app_name.clone(), prepared.clone())
+                                    .map_err(|e| err(&trigger.id, e))?;
+                                executors.insert(component.clone(), built);
+                            }
+                        }
+                    }
                     RouteTarget::Component(component)
                 }
                 (None, Some(s)) => {
@@ -155,6 +182,24 @@ impl HttpApp {
                     ));
                 }
             }
+        }
+        for (component, (prepared, argv_by_route)) in wagi_components {
+            if executors.contains_key(&component) {
+                return Err(TriggerError::Unsupported(format!(
+                    "component `{component}` is used by both WAGI and HTTP-executor triggers; \
+                     lepton serves each component with one executor"
+                )));
+            }
+            if !prepared.exports_command() {
+                return Err(TriggerError::Unsupported(format!(
+                    "component `{component}` is used with the WAGI executor but does not export \
+                     wasi:cli/run (build it as a WASI command with `_start`)"
+                )));
+            }
+            let wagi = WagiExecutor::new(prepared, argv_by_route).map_err(|e| {
+                TriggerError::Unsupported(format!("component `{component}`: {e:#}"))
+            })?;
+            executors.insert(component, ComponentExecutor::Wagi(wagi));
         }
         let (router, replaced) = Router::new(routes);
         for (raw, _) in replaced {

@@ -1,6 +1,7 @@
 //! Running one request through a component: wasmtime-wasi-http's `ProxyHandler` drives a fresh
 //! store and instance per request for both `wasi:http/incoming-handler@0.2` and
-//! `wasi:http/handler@0.3` components.
+//! `wasi:http/handler@0.3` components; [`ComponentExecutor`] also dispatches to the Spin 1.x
+//! ([`crate::spin_inbound`]) and WAGI ([`crate::wagi`]) executors.
 //!
 //! Each worker serves exactly one request (Spin's model for 0.2 and the simplest correct one for
 //! 0.3; pooled 0.3 instance reuse can be switched on here later by accepting more requests per
@@ -12,19 +13,69 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use lepton_runtime::{HostState, PreparedComponent};
+use lepton_runtime::{ComponentHandlerKind, HostState, PreparedComponent};
+use wasmtime_wasi_http::WasiBody;
+
+use crate::spin_inbound::SpinInboundExecutor;
+use crate::wagi::WagiExecutor;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-/// Runs requests against one prepared component.
-pub type ComponentExecutor = ProxyHandler<ComponentWorkers>;
+/// Runs requests against one prepared component, with the executor its export calls for.
+#[derive(Clone)]
+pub enum ComponentExecutor {
+    /// wasi:http 0.2 / 0.3 through wasmtime-wasi-http's `ProxyHandler`.
+    WasiHttp(ProxyHandler<ComponentWorkers>),
+    /// Spin 1.x `fermyon:spin/inbound-http`.
+    SpinInbound(SpinInboundExecutor),
+    /// WAGI (`executor = { type = "wagi" }`).
+    Wagi(WagiExecutor),
+}
 
-/// Create the executor for `component` of app `app`.
-pub fn executor(app: Arc<str>, component: Arc<PreparedComponent>) -> ComponentExecutor {
-    ProxyHandler::new(ComponentWorkers { app, component })
+impl ComponentExecutor {
+    /// Handle one request (its `spin-*` headers already set). `data` is the wasi-http
+    /// per-request data (unused).
+    pub async fn handle(
+        &self,
+        data: (),
+        req: http::Request<WasiBody>,
+    ) -> wasmtime::Result<http::Response<WasiBody>> {
+        match self {
+            Self::WasiHttp(handler) => handler.handle(data, req).await,
+            Self::SpinInbound(executor) => executor.handle(req).await,
+            Self::Wagi(executor) => executor.handle(req).await,
+        }
+    }
+}
+
+/// Create the HTTP-executor (`type = "http"`, the default) executor for `component` of app
+/// `app`, by the handler export detected at load. A command (no HTTP handler) is an error: only
+/// the WAGI executor serves those.
+pub fn executor(
+    app: Arc<str>,
+    component: Arc<PreparedComponent>,
+) -> Result<ComponentExecutor, String> {
+    match component.kind() {
+        ComponentHandlerKind::WasiHttpP2 | ComponentHandlerKind::WasiHttpP3 => Ok(
+            ComponentExecutor::WasiHttp(ProxyHandler::new(ComponentWorkers { app, component })),
+        ),
+        ComponentHandlerKind::SpinInbound => SpinInboundExecutor::new(component.clone())
+            .map(ComponentExecutor::SpinInbound)
+            .map_err(|e| {
+                format!(
+                    "component `{}`: its fermyon:spin/inbound-http export does not match Spin's: {e:#}",
+                    component.id()
+                )
+            }),
+        ComponentHandlerKind::Command => Err(format!(
+            "component `{}` exports no HTTP handler, only wasi:cli/run; use `executor = {{ type = \"wagi\" }}` \
+             or export wasi:http/incoming-handler@0.2.x, wasi:http/handler@0.3.x or fermyon:spin/inbound-http",
+            component.id()
+        )),
+    }
 }
 
 /// The [`HandlerState`]: how to make a worker (store + instance) for one component.
@@ -42,11 +93,13 @@ impl HandlerState for ComponentWorkers {
         &self,
     ) -> wasmtime::Result<Instance<HostState, NoExpiration, SingleRequest>> {
         let mut store = self.component.new_store()?;
-        let proxy = self
-            .component
-            .proxy_pre()
-            .instantiate_async(&mut store)
-            .await?;
+        let Some(pre) = self.component.wasi_http_pre() else {
+            wasmtime::bail!(
+                "component `{}` has no wasi:http handler",
+                self.component.id()
+            );
+        };
+        let proxy = pre.instantiate_async(&mut store).await?;
         Ok(Instance {
             store,
             proxy,

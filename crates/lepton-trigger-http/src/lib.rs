@@ -4,7 +4,8 @@
 //! - [`router`]: route syntax and Spin's precedence.
 //! - [`headers`]: the `spin-*` request headers.
 //! - [`app`]: one app's request handling ([`HttpApp`]).
-//! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3).
+//! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3), or through
+//!   [`spin_inbound`] (Spin 1.x `fermyon:spin/inbound-http`) or [`wagi`] (CGI over WASI).
 //! - [`chaining`]: `*.spin.internal` requests served in-process (the runtime's `LocalDispatch`).
 //! - [`server`]: the hyper listener ([`HttpListener`]).
 
@@ -14,6 +15,8 @@ pub mod executor;
 pub mod headers;
 pub mod router;
 pub mod server;
+pub mod spin_inbound;
+pub mod wagi;
 
 pub use app::HttpApp;
 pub use server::HttpListener;
