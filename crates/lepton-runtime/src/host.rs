@@ -18,6 +18,8 @@ pub struct HostState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHttpHooks,
+    /// Interfaces linked but not served (LLM): they answer with an error (lepton-host-unsupported).
+    pub(crate) unsupported: lepton_host_unsupported::UnsupportedHost,
     /// Spin variables, key-value and SQLite state (lepton-host).
     pub(crate) data: lepton_host::DataHost,
 }
@@ -30,6 +32,12 @@ impl HostState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
+    }
+}
+
+impl lepton_host_unsupported::UnsupportedView for HostState {
+    fn unsupported(&mut self) -> &mut lepton_host_unsupported::UnsupportedHost {
+        &mut self.unsupported
     }
 }
 
@@ -76,5 +84,6 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     lepton_outbound::link_p2_relative_urls(&mut linker).map_err(link("wasi:http@0.2"))?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
     lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
+    lepton_host_unsupported::add_to_linker(&mut linker).map_err(link("fermyon:spin/llm"))?;
     Ok(linker)
 }
