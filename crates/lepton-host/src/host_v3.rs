@@ -5,14 +5,21 @@
 //! holding the store, and streams (`get-keys`, `execute-async` rows) are handed back as
 //! `stream`/`future` pairs.
 
-use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::{
+    Accessor, Destination, FutureReader, Resource, StreamProducer, StreamReader, StreamResult,
+    VecBuffer,
+};
 
 use crate::bindings::spin::key_value::key_value;
 use crate::bindings::spin::sqlite::sqlite;
 use crate::bindings::spin::variables::variables;
 use crate::instance::{DataHost, DataHostData, OpenError};
 use crate::kv::KvHandle;
-use crate::sqlite::{ConnHandle, SqlConn, SqlValue};
+use crate::sqlite::{ConnHandle, RowStream, SqlConn, SqlValue};
 use crate::variables::VariableError;
 
 impl<T: Send> variables::HostWithStore<T> for DataHostData {
@@ -172,6 +179,45 @@ async fn connect(
         .map_err(|e| sqlite::Error::Io(e.0))
 }
 
+/// Hands rows to the guest as the query thread produces them.
+struct RowProducer {
+    rows: tokio::sync::mpsc::Receiver<Vec<SqlValue>>,
+}
+
+/// At most this many rows are handed over per guest read.
+const ROWS_PER_READ: usize = 64;
+
+impl<D> StreamProducer<D> for RowProducer {
+    type Item = sqlite::RowResult;
+    type Buffer = VecBuffer<sqlite::RowResult>;
+
+    fn poll_produce<'a>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _store: StoreContextMut<'a, D>,
+        mut dst: Destination<'a, Self::Item, Self::Buffer>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        let this = self.get_mut();
+        match this.rows.poll_recv(cx) {
+            Poll::Ready(Some(first)) => {
+                let mut batch = vec![first];
+                while batch.len() < ROWS_PER_READ {
+                    match this.rows.try_recv() {
+                        Ok(row) => batch.push(row),
+                        Err(_) => break,
+                    }
+                }
+                dst.set_buffer(rows(batch).into());
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            Poll::Ready(None) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
     async fn open_async(
         accessor: &Accessor<T, Self>,
@@ -201,17 +247,27 @@ impl<T: Send> sqlite::HostConnectionWithStore<T> for DataHostData {
     > {
         let conn = accessor.with(|mut access| access.get().conn(&conn))?;
         let params = parameters.into_iter().map(SqlValue::from).collect();
-        let outcome = match conn.execute(statement, params).await {
-            Ok(o) => o,
+        let streaming = match conn.execute_streaming(statement, params).await {
+            Ok(s) => s,
             Err(e) => return Ok(Err(sqlite::Error::Io(e.0))),
         };
+        let RowStream {
+            columns,
+            rows,
+            done,
+        } = streaming;
         accessor.with(|mut access| {
-            let stream = StreamReader::new(&mut access, rows(outcome.rows))?;
-            let done = FutureReader::new(
-                &mut access,
-                std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), sqlite::Error>(()))),
-            )?;
-            Ok(Ok((outcome.columns, stream, done)))
+            let stream = StreamReader::new(&mut access, RowProducer { rows })?;
+            let done = FutureReader::new(&mut access, async move {
+                Ok::<_, wasmtime::Error>(match done.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(sqlite::Error::Io(e.0)),
+                    Err(_) => Err(sqlite::Error::Io(
+                        "the query task ended unexpectedly".into(),
+                    )),
+                })
+            })?;
+            Ok(Ok((columns, stream, done)))
         })
     }
 

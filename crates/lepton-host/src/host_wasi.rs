@@ -231,3 +231,191 @@ impl batch::Host for DataHost {
         Ok(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wasmtime::component::Resource;
+
+    use super::*;
+    use crate::app::{AppHost, AppHostConfig};
+
+    fn instance(state_dir: &std::path::Path) -> DataHost {
+        let locked = lepton_app::LockedApp::from_json(
+            serde_json::json!({
+                "spin_lock_version": 0,
+                "triggers": [],
+                "variables": { "greeting": { "default": "hi" } },
+                "components": [{
+                    "id": "c",
+                    "metadata": { "key_value_stores": ["default"] },
+                    "source": { "content_type": "application/wasm", "source": "file:///x.wasm" },
+                    "config": { "message": "{{ greeting }} there" }
+                }]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("locked app");
+        let config = AppHostConfig {
+            name: "t".into(),
+            state_dir: state_dir.to_path_buf(),
+            ..Default::default()
+        };
+        Arc::new(AppHost::load_blocking(&locked, &config).expect("load")).instance("c")
+    }
+
+    fn borrow<T: 'static>(r: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(r.rep())
+    }
+
+    async fn get(h: &mut DataHost, key: &str) -> Result<Option<String>, String> {
+        config::Host::get(h, key.to_string())
+            .await
+            .expect("no trap")
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[tokio::test]
+    async fn wasi_config_reads_component_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut h = instance(dir.path());
+        assert_eq!(get(&mut h, "message").await, Ok(Some("hi there".into())));
+        assert_eq!(get(&mut h, "missing").await, Ok(None));
+        assert_eq!(get(&mut h, "Bad-Name").await, Ok(None));
+        assert_eq!(
+            config::Host::get_all(&mut h)
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(vec![("message".into(), "hi there".into())])
+        );
+    }
+
+    #[tokio::test]
+    async fn wasi_keyvalue_store_atomics_and_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut h = instance(dir.path());
+        assert!(matches!(
+            store::Host::open(&mut h, "other".into())
+                .await
+                .expect("no trap"),
+            Err(store::Error::AccessDenied)
+        ));
+        let bucket = store::Host::open(&mut h, "default".into())
+            .await
+            .expect("no trap")
+            .expect("open default");
+        let b = || borrow(&bucket);
+
+        store::HostBucket::set(&mut h, b(), "a".into(), b"1".to_vec())
+            .await
+            .expect("no trap")
+            .expect("set");
+        assert_eq!(
+            store::HostBucket::get(&mut h, b(), "a".into())
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(Some(b"1".to_vec()))
+        );
+        assert_eq!(
+            store::HostBucket::exists(&mut h, b(), "zz".into())
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(false)
+        );
+
+        batch::Host::set_many(
+            &mut h,
+            b(),
+            vec![("b".into(), b"2".to_vec()), ("c".into(), b"3".to_vec())],
+        )
+        .await
+        .expect("no trap")
+        .expect("set_many");
+        assert_eq!(
+            batch::Host::get_many(&mut h, b(), vec!["b".into(), "nope".into()])
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(vec![
+                ("b".into(), Some(b"2".to_vec())),
+                ("nope".into(), None)
+            ])
+        );
+        let keys = store::HostBucket::list_keys(&mut h, b(), None)
+            .await
+            .expect("no trap")
+            .expect("list");
+        assert_eq!(keys.keys, vec!["a", "b", "c"]);
+        assert_eq!(keys.cursor, None);
+        batch::Host::delete_many(&mut h, b(), vec!["b".into(), "c".into()])
+            .await
+            .expect("no trap")
+            .expect("delete_many");
+
+        assert_eq!(
+            atomics::Host::increment(&mut h, b(), "n".into(), 5)
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(5)
+        );
+        assert_eq!(
+            atomics::Host::increment(&mut h, b(), "n".into(), -7)
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(-2)
+        );
+
+        // CAS: succeeds on an unchanged value, fails (with a fresh handle) after a change.
+        let cas = atomics::HostCas::new(&mut h, b(), "a".into())
+            .await
+            .expect("no trap")
+            .expect("cas");
+        assert_eq!(
+            atomics::HostCas::current(&mut h, borrow(&cas))
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(Some(b"1".to_vec()))
+        );
+        atomics::Host::swap(&mut h, cas, b"10".to_vec())
+            .await
+            .expect("no trap")
+            .expect("swap");
+        let stale = atomics::HostCas::new(&mut h, b(), "a".into())
+            .await
+            .expect("no trap")
+            .expect("cas");
+        store::HostBucket::set(&mut h, b(), "a".into(), b"changed".to_vec())
+            .await
+            .expect("no trap")
+            .expect("set");
+        match atomics::Host::swap(&mut h, stale, b"lost".to_vec())
+            .await
+            .expect("no trap")
+        {
+            Err(atomics::CasError::CasFailed(fresh)) => assert_eq!(
+                atomics::HostCas::current(&mut h, fresh)
+                    .await
+                    .expect("no trap")
+                    .map_err(|e| format!("{e:?}")),
+                Ok(Some(b"changed".to_vec()))
+            ),
+            other => panic!("expected cas-failed, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(
+            store::HostBucket::get(&mut h, b(), "a".into())
+                .await
+                .expect("no trap")
+                .map_err(|e| format!("{e:?}")),
+            Ok(Some(b"changed".to_vec()))
+        );
+        store::HostBucket::drop(&mut h, bucket).await.expect("drop");
+    }
+}

@@ -7,6 +7,7 @@
 //! each WIT version's own `value` type.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A database operation failed (maps to the WIT `io(string)` case).
@@ -109,7 +110,7 @@ impl Database {
                 drop(open_conn(Some(path))?);
                 Location::File(path.to_path_buf())
             }
-            None => Location::Memory(SqlConn(Arc::new(Mutex::new(open_conn(None)?)))),
+            None => Location::Memory(SqlConn::new(open_conn(None)?)),
         };
         Ok(Self {
             label: label.to_string(),
@@ -131,24 +132,46 @@ impl Database {
                 tokio::task::spawn_blocking(move || open_conn(Some(&path)))
                     .await
                     .map_err(|e| SqlError(e.to_string()))?
-                    .map(|c| SqlConn(Arc::new(Mutex::new(c))))
+                    .map(SqlConn::new)
                     .map_err(SqlError)
             }
         }
     }
 }
 
-/// One SQLite connection.
+/// One SQLite connection, with the `last-insert-rowid` / `changes` of its most recently
+/// completed statement kept outside the lock so reading them never waits for a running query.
 #[derive(Clone)]
-pub struct SqlConn(Arc<Mutex<rusqlite::Connection>>);
+pub struct SqlConn(Arc<ConnInner>);
+
+struct ConnInner {
+    conn: Mutex<rusqlite::Connection>,
+    last_insert_rowid: AtomicI64,
+    changes: AtomicU64,
+}
 
 impl SqlConn {
+    fn new(conn: rusqlite::Connection) -> Self {
+        Self(Arc::new(ConnInner {
+            conn: Mutex::new(conn),
+            last_insert_rowid: AtomicI64::new(0),
+            changes: AtomicU64::new(0),
+        }))
+    }
+
+    /// Run `f` with the connection locked, then record its counters.
     fn with<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> R) -> Result<R, SqlError> {
         let conn = self
             .0
+            .conn
             .lock()
             .map_err(|_| SqlError("database lock poisoned".into()))?;
-        Ok(f(&conn))
+        let out = f(&conn);
+        self.0
+            .last_insert_rowid
+            .store(conn.last_insert_rowid(), Ordering::Relaxed);
+        self.0.changes.store(conn.changes(), Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Run one statement with positional parameters on the blocking pool, collecting its rows.
@@ -165,14 +188,71 @@ impl SqlConn {
         .map_err(|e| SqlError(e.to_string()))?
     }
 
+    /// Run one statement on the blocking pool, streaming its rows: the column names once the
+    /// statement is prepared (a prepare error is returned directly), then the rows through a
+    /// bounded channel as the reader takes them, then the statement's outcome. Dropping the row
+    /// receiver stops the query.
+    pub async fn execute_streaming(
+        &self,
+        statement: String,
+        parameters: Vec<SqlValue>,
+    ) -> Result<RowStream, SqlError> {
+        let (columns_tx, columns_rx) = tokio::sync::oneshot::channel();
+        let (rows_tx, rows) = tokio::sync::mpsc::channel(ROW_CHANNEL_CAPACITY);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let conn = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = conn.with(|c| -> rusqlite::Result<()> {
+                let mut stmt = match c.prepare_cached(&statement) {
+                    Ok(stmt) => stmt,
+                    Err(e) => {
+                        let _ = columns_tx.send(Err(SqlError(e.to_string())));
+                        return Ok(());
+                    }
+                };
+                let columns: Vec<String> =
+                    stmt.column_names().into_iter().map(String::from).collect();
+                let width = columns.len();
+                if columns_tx.send(Ok(columns)).is_err() {
+                    return Ok(());
+                }
+                let mut rows = stmt.query(rusqlite::params_from_iter(parameters.iter()))?;
+                while let Some(row) = rows.next()? {
+                    let mut values = Vec::with_capacity(width);
+                    for i in 0..width {
+                        values.push(SqlValue::from(row.get_ref(i)?));
+                    }
+                    if rows_tx.blocking_send(values).is_err() {
+                        break; // the reader went away
+                    }
+                }
+                Ok(())
+            });
+            let outcome = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(SqlError(e.to_string())),
+                Err(e) => Err(e),
+            };
+            let _ = done_tx.send(outcome);
+        });
+        let columns = columns_rx.await.map_err(|_| {
+            SqlError("the query task ended before preparing the statement".into())
+        })??;
+        Ok(RowStream {
+            columns,
+            rows,
+            done,
+        })
+    }
+
     /// The rowid of the most recent successful INSERT on this connection (0 if none).
     pub fn last_insert_rowid(&self) -> i64 {
-        self.with(|c| c.last_insert_rowid()).unwrap_or(0)
+        self.0.last_insert_rowid.load(Ordering::Relaxed)
     }
 
     /// Rows changed by the most recent INSERT, UPDATE or DELETE on this connection.
     pub fn changes(&self) -> u64 {
-        self.with(|c| c.changes()).unwrap_or(0)
+        self.0.changes.load(Ordering::Relaxed)
     }
 }
 
@@ -196,6 +276,19 @@ fn run(
         columns,
         rows: rows_out,
     })
+}
+
+/// Rows buffered between the query thread and a slow reader.
+const ROW_CHANNEL_CAPACITY: usize = 16;
+
+/// A statement whose rows are still being produced.
+pub struct RowStream {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// The rows, in order.
+    pub rows: tokio::sync::mpsc::Receiver<Vec<SqlValue>>,
+    /// The statement's outcome once every row was produced (or the reader left).
+    pub done: tokio::sync::oneshot::Receiver<Result<(), SqlError>>,
 }
 
 /// A guest's open connection (the `connection` resource).
@@ -255,6 +348,21 @@ mod tests {
                 SqlValue::Blob(vec![1, 2]),
                 SqlValue::Null
             ]]
+        );
+        let mut streamed = db
+            .execute_streaming("SELECT s FROM t".into(), vec![])
+            .await
+            .expect("stream");
+        assert_eq!(streamed.columns, vec!["s"]);
+        assert_eq!(
+            streamed.rows.recv().await,
+            Some(vec![SqlValue::Text("hi".into())])
+        );
+        assert_eq!(streamed.rows.recv().await, None);
+        assert_eq!(streamed.done.await.expect("done"), Ok(()));
+        assert!(
+            db.execute_streaming("SELEC".into(), vec![]).await.is_err(),
+            "prepare errors come back directly"
         );
         let err = db
             .execute("SELECT * FROM missing".into(), vec![])

@@ -254,7 +254,7 @@ impl VariableResolver {
             providers,
         };
         for (name, var) in &resolver.variables {
-            if var.default.is_none() && resolver.from_providers(name).is_none() {
+            if var.default.is_none() && resolver.provided(name).is_none() {
                 return Err(VariablesSetupError::MissingRequired {
                     variable: name.clone(),
                     upper: name.to_ascii_uppercase(),
@@ -264,7 +264,7 @@ impl VariableResolver {
         Ok(resolver)
     }
 
-    fn from_providers(&self, name: &str) -> Option<String> {
+    fn provided(&self, name: &str) -> Option<String> {
         self.providers.iter().find_map(|p| p.get(name))
     }
 
@@ -277,7 +277,7 @@ impl VariableResolver {
                 "no variable for {name:?}"
             )));
         };
-        if let Some(value) = self.from_providers(name) {
+        if let Some(value) = self.provided(name) {
             return Ok(value);
         }
         var.default.clone().ok_or_else(|| {
