@@ -240,6 +240,26 @@ fn data_interfaces_variables_kv_sqlite() {
         assert!(work.path().join(file).is_file(), "{file} exists");
     }
 
+    // Throughput of sequential requests, reported (never asserted): one HTTP/1.1 connection
+    // per request, a fresh instance each, one key-value read or SQLite query each.
+    for (name, addr, method, path, body) in [
+        ("p2 kv get", &p2, "GET", "/kv/default/k2", ""),
+        ("p3 kv get", &p3, "GET", "/kv/default/k2", ""),
+        ("p2 sqlite select", &p2, "POST", "/sql/default", select),
+        ("p3 sqlite select", &p3, "POST", "/sql/default", select),
+    ] {
+        let n = 200;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            ok(addr, method, path, body);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{name}: {n} sequential requests, {:.0} req/s",
+            n as f64 / secs
+        );
+    }
+
     let status = lepton.terminate();
     assert!(status.success(), "SIGTERM → exit 0, got {status}");
 

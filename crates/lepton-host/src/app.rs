@@ -145,10 +145,11 @@ impl AppHost {
     ) -> Result<Arc<AppHost>, HostError> {
         let locked = locked.clone();
         let config = config.clone();
+        let app = config.name.clone();
         match tokio::task::spawn_blocking(move || Self::load_blocking(&locked, &config)).await {
             Ok(result) => result.map(Arc::new),
             Err(e) => Err(HostError::Open {
-                app: String::new(),
+                app,
                 kind: "host state",
                 label: String::new(),
                 location: String::new(),

@@ -182,3 +182,101 @@ impl sqlite::HostConnection for DataHost {
 }
 
 impl sqlite::Host for DataHost {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::app::{AppHost, AppHostConfig};
+
+    fn instance(state_dir: &std::path::Path) -> DataHost {
+        let locked = lepton_app::LockedApp::from_json(
+            serde_json::json!({
+                "spin_lock_version": 0,
+                "triggers": [],
+                "variables": { "greeting": { "default": "hi" } },
+                "components": [{
+                    "id": "c",
+                    "metadata": { "databases": ["default"] },
+                    "source": { "content_type": "application/wasm", "source": "file:///x.wasm" },
+                    "config": { "message": "{{ greeting }}!" }
+                }]
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("locked app");
+        let config = AppHostConfig {
+            name: "t".into(),
+            state_dir: state_dir.to_path_buf(),
+            ..Default::default()
+        };
+        Arc::new(AppHost::load_blocking(&locked, &config).expect("load")).instance("c")
+    }
+
+    #[tokio::test]
+    async fn legacy_config_and_v2_variables_map_errors_like_spin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut h = instance(dir.path());
+        let v1 = |r: wasmtime::Result<Result<String, config_v1::Error>>| {
+            format!("{:?}", r.expect("no trap"))
+        };
+        assert_eq!(
+            v1(config_v1::Host::get_config(&mut h, "message".into()).await),
+            r#"Ok("hi!")"#
+        );
+        assert!(
+            v1(config_v1::Host::get_config(&mut h, "nope".into()).await)
+                .starts_with("Err(Error::Provider("),
+            "undefined → provider"
+        );
+        assert!(
+            v1(config_v1::Host::get_config(&mut h, "4bad".into()).await)
+                .starts_with("Err(Error::InvalidKey("),
+            "invalid name → invalid-key"
+        );
+        let v2 = format!(
+            "{:?}",
+            variables::Host::get(&mut h, "nope".into())
+                .await
+                .expect("no trap")
+        );
+        assert_eq!(
+            v2,
+            r#"Err(Error::Undefined("no variable for \"c\".\"nope\""))"#
+        );
+    }
+
+    #[tokio::test]
+    async fn v2_sqlite_permissions_and_connections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut h = instance(dir.path());
+        let denied = sqlite::HostConnection::open(&mut h, "other".into())
+            .await
+            .expect("no trap");
+        assert!(matches!(denied, Err(sqlite::Error::AccessDenied)));
+        let conn = sqlite::HostConnection::open(&mut h, "default".into())
+            .await
+            .expect("no trap")
+            .expect("open default");
+        let rows = sqlite::HostConnection::execute(
+            &mut h,
+            Resource::new_borrow(conn.rep()),
+            "SELECT ? + 1 AS n".into(),
+            vec![sqlite::Value::Integer(41)],
+        )
+        .await
+        .expect("no trap")
+        .expect("select");
+        assert_eq!(rows.columns, vec!["n"]);
+        assert!(matches!(
+            rows.rows[0].values[..],
+            [sqlite::Value::Integer(42)]
+        ));
+        sqlite::HostConnection::drop(&mut h, conn)
+            .await
+            .expect("drop");
+        assert!(dir.path().join("sqlite_db.db").is_file());
+    }
+}
