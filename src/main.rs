@@ -1,15 +1,15 @@
 //! `lepton`: run the Spin apps a manifest lists, straight from their OCI references, or publish a
 //! Spin app to a registry in Spin's artifact format (`lepton push`).
 
+mod cli;
+
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use lepton_oci::{AppLoader, OciCache, RegistryOptions};
-use lepton_runtime::{CompileCache, RuntimeEngine, RuntimeEngineConfig};
-use lepton_supervisor::{AppSupervisor, Manifest, SupervisorConfig};
+use lepton_oci::RegistryOptions;
+use lepton_supervisor::Manifest;
 
 /// A production host for Spin applications published to OCI registries.
 #[derive(Debug, Parser)]
@@ -20,7 +20,7 @@ struct Cli {
     file: PathBuf,
 
     #[command(flatten)]
-    registry: RegistryArgs,
+    registry: cli::RegistryArgs,
 
     /// Where pulled artifacts and compiled components are cached.
     #[arg(long, env = "LEPTON_CACHE_DIR", global = true)]
@@ -32,18 +32,6 @@ struct Cli {
 
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Debug, clap::Args)]
-struct RegistryArgs {
-    /// Registries to reach over plain HTTP (loopback registries always are). Repeatable.
-    #[arg(
-        long = "insecure-registry",
-        env = "LEPTON_INSECURE_REGISTRIES",
-        value_delimiter = ',',
-        global = true
-    )]
-    insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,39 +46,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEPTON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cli::init_tracing();
+    let args = Cli::parse();
+    cli::block_on(run(args))
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let registry = RegistryOptions {
-        insecure_registries: cli.registry.insecure_registries.clone(),
-        ..RegistryOptions::default()
-    };
+    let registry = cli.registry.options();
     match cli.command {
         Some(Command::Push {
             spin_toml,
@@ -126,24 +88,17 @@ async fn serve(
     if manifest.apps.is_empty() {
         bail!("{}: `apps` is empty; nothing to run", file.display());
     }
-    // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
-    let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
-    let cache_root = std::path::absolute(&cache_root)
-        .with_context(|| format!("cache directory {}", cache_root.display()))?;
-    let engine = Arc::new(RuntimeEngine::new(&RuntimeEngineConfig::default())?);
-    let compile_cache = CompileCache::new(&cache_root, engine.engine());
-    let loader = Arc::new(AppLoader::new(OciCache::new(cache_root.clone()), registry));
-    let mut supervisor = AppSupervisor::new(
-        engine,
-        loader,
-        compile_cache,
-        SupervisorConfig {
-            drain_timeout: drain,
-        },
-    );
+    let supervisor = cli::supervisor(cache_dir, registry, drain)?;
 
     let total = manifest.apps.len();
-    let failures = supervisor.start_all(manifest.apps).await;
+    let specs: Vec<(String, lepton_supervisor::AppSpec)> = manifest
+        .apps
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| (format!("{}: apps[{i}]", file.display()), spec))
+        .collect();
+    let order: Vec<String> = specs.iter().map(|(key, _)| key.clone()).collect();
+    let failures = supervisor.start_all(specs).await;
     for f in &failures {
         eprintln!(
             "error: app `{}` ({}) failed to start: {}",
@@ -152,7 +107,9 @@ async fn serve(
             f.describe()
         );
     }
-    let running = supervisor.status();
+    let mut running = supervisor.status();
+    // In manifest order.
+    running.sort_by_key(|app| order.iter().position(|key| *key == app.key));
     if running.is_empty() {
         bail!(
             "none of the {total} apps in {} could be started",
@@ -170,30 +127,8 @@ async fn serve(
     }
     println!("{} of {total} apps serving", running.len());
 
-    shutdown_signal().await;
+    cli::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     supervisor.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -263,3 +263,167 @@ pub use lepton_testkit::http_request as request;
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
+
+/// The `tauon` binary under test.
+pub fn tauon_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tauon"))
+}
+
+/// Write `text` to `path` the way careful tools do: a hidden temp file in the same directory,
+/// then an atomic rename over the target.
+pub fn write_atomically(path: &Path, text: &str) {
+    let name = path.file_name().expect("file name").to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename temp file");
+}
+
+/// A running `tauon` process watching a directory; killed on drop.
+pub struct Tauon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub stderr_path: PathBuf,
+    pub status_path: PathBuf,
+}
+
+impl Tauon {
+    /// Start `tauon <dir> --cache-dir <cache> <extra...>`, logging into `logs`.
+    pub fn start(dir: &Path, cache_dir: &Path, logs: &Path, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(logs).expect("log dir");
+        let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
+        let stderr_path = logs.join(format!("tauon-{n}.stderr"));
+        let child = Command::new(tauon_bin())
+            .arg(dir)
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .args(extra)
+            .env("LEPTON_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn tauon");
+        Self {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            stderr_path,
+            status_path: dir.join(".tauon-status.json"),
+        }
+    }
+
+    /// tauon's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The status file, if written and complete.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.status_path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Wait (bounded) until the status file satisfies `pred`; panics with tauon's log otherwise.
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = self.status()
+                && pred(&status)
+            {
+                return status;
+            }
+            if let Some(exit) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "tauon exited ({exit}) while waiting for {what}:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what}; status: {}\nlog:\n{}",
+                self.status().map(|s| s.to_string()).unwrap_or_default(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Wait (bounded) until tauon's log contains `needle`.
+    pub fn wait_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "tauon never logged `{needle}`:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Send SIGTERM (without waiting).
+    pub fn signal_term(&self) {
+        let pid = self.child.as_ref().expect("child").id();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit on its own (bounded).
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut().expect("child");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tauon did not exit within {within:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tauon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The running app of tauon status `status` whose file is `file`, if any.
+pub fn status_app<'a>(status: &'a serde_json::Value, file: &str) -> Option<&'a serde_json::Value> {
+    status["apps"]
+        .as_array()?
+        .iter()
+        .find(|a| a["file"] == file)
+}
+
+/// The digest `file`'s app is running, if it runs.
+pub fn status_digest(status: &serde_json::Value, file: &str) -> Option<String> {
+    status_app(status, file).and_then(|a| a["digest"].as_str().map(str::to_string))
+}
+
+/// The error reported for `file`, if any.
+pub fn status_error(status: &serde_json::Value, file: &str) -> Option<String> {
+    status["errors"]
+        .as_array()?
+        .iter()
+        .find(|e| e["file"] == file)
+        .and_then(|e| e["error"].as_str().map(str::to_string))
+}

@@ -8,6 +8,8 @@
 //! variables provider) and `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
 //! against the manifest's directory).
 //!
+//! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file.
+//!
 //! The whole file is validated before anything listens: every problem is reported (not just the
 //! first), each naming the file, the field and the app. Relative `state_dir`s are resolved against
 //! the manifest's directory, so a manifest means the same thing from any working directory.
@@ -177,90 +179,42 @@ impl Manifest {
                     message,
                 })
             };
-            if let Some(n) = &app.name {
-                if n.is_empty() {
-                    problem("name", "must not be empty".into());
-                } else if let Some(other) = seen_name.insert(n.clone(), label.clone()) {
-                    problem("name", format!("`{n}` is already used by {other}"));
-                }
-            }
-            if let Err(e) = lepton_oci::parse_reference(&app.reference) {
-                problem("reference", e.to_string());
-            }
-            let address = match app.address.parse::<SocketAddr>() {
-                Ok(a) => {
-                    if let Some((b, other)) =
-                        seen_addr.iter().find(|(b, _)| addresses_conflict(a, **b))
-                    {
-                        problem("address", format!("{a} is already used by {other} ({b})"));
-                    }
-                    seen_addr.insert(a, label.clone());
-                    Some(a)
-                }
-                Err(e) => {
-                    problem(
-                        "address",
-                        format!("{:?} is not an IP:port socket address ({e})", app.address),
-                    );
-                    None
-                }
-            };
-            let state_dir = if app.state_dir.is_empty() {
-                problem("state_dir", "must not be empty".into());
-                None
-            } else {
-                let dir = normalize(&base.join(&app.state_dir));
-                if let Some(other) = seen_state.insert(dir.clone(), label.clone()) {
-                    problem(
-                        "state_dir",
-                        format!(
-                            "{} is already used by {other}; apps must not share data",
-                            dir.display()
-                        ),
-                    );
-                }
-                if dir.exists() && !dir.is_dir() {
-                    problem(
-                        "state_dir",
-                        format!("{} exists and is not a directory", dir.display()),
-                    );
-                }
-                Some(dir)
-            };
-            let runtime_config = match app.runtime_config.as_deref() {
-                None => Some(None),
-                Some("") => {
-                    problem("runtime_config", "must not be empty".into());
-                    None
-                }
-                Some(file) => {
-                    let file = normalize(&base.join(file));
-                    if file.is_file() {
-                        Some(Some(file))
-                    } else {
-                        problem(
-                            "runtime_config",
-                            format!("{} does not exist or is not a file", file.display()),
-                        );
-                        None
-                    }
-                }
-            };
-            if let (Some(address), Some(state_dir), Some(runtime_config)) =
-                (address, state_dir, runtime_config)
+            if let Some(n) = &app.name
+                && !n.is_empty()
+                && let Some(other) = seen_name.insert(n.clone(), label.clone())
             {
-                let name = app
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| default_name(&app.reference, i));
-                apps.push(AppSpec {
-                    name,
-                    reference: app.reference,
-                    address,
-                    state_dir,
-                    variables: app.variables,
-                    runtime_config,
-                });
+                problem("name", format!("`{n}` is already used by {other}"));
+            }
+            let fallback = default_name(&app.reference, i);
+            let checked = check_app(app, path, &base, &label, fallback, &mut problems);
+            let mut problem = |field, message: String| {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    app: label.clone(),
+                    field,
+                    message,
+                })
+            };
+            if let Some(a) = checked.address {
+                if let Some((b, other)) = seen_addr.iter().find(|(b, _)| addresses_conflict(a, **b))
+                {
+                    problem("address", format!("{a} is already used by {other} ({b})"));
+                }
+                seen_addr.insert(a, label.clone());
+            }
+            if let Some(dir) = checked.state_dir
+                && let Some(other) = seen_state.insert(dir.clone(), label.clone())
+            {
+                problem(
+                    "state_dir",
+                    format!(
+                        "{} is already used by {other}; apps must not share data",
+                        dir.display()
+                    ),
+                );
+            }
+            if let Some(spec) = checked.spec {
+                apps.push(spec);
             }
         }
         if problems.is_empty() {
@@ -271,10 +225,139 @@ impl Manifest {
     }
 }
 
+/// What [`check_app`] could make of one app entry.
+struct Checked {
+    address: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
+    spec: Option<AppSpec>,
+}
+
+/// Validate one app entry on its own (no cross-app checks), pushing every problem found.
+fn check_app(
+    app: RawApp,
+    file: &Path,
+    base: &Path,
+    label: &str,
+    fallback_name: String,
+    problems: &mut Vec<Problem>,
+) -> Checked {
+    let mut problem = |field, message: String| {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            app: label.to_string(),
+            field,
+            message,
+        })
+    };
+    if let Some(n) = &app.name
+        && n.is_empty()
+    {
+        problem("name", "must not be empty".into());
+    }
+    if let Err(e) = lepton_oci::parse_reference(&app.reference) {
+        problem("reference", e.to_string());
+    }
+    let address = match app.address.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            problem(
+                "address",
+                format!("{:?} is not an IP:port socket address ({e})", app.address),
+            );
+            None
+        }
+    };
+    let state_dir = if app.state_dir.is_empty() {
+        problem("state_dir", "must not be empty".into());
+        None
+    } else {
+        let dir = normalize(&base.join(&app.state_dir));
+        if dir.exists() && !dir.is_dir() {
+            problem(
+                "state_dir",
+                format!("{} exists and is not a directory", dir.display()),
+            );
+        }
+        Some(dir)
+    };
+    let runtime_config = match app.runtime_config.as_deref() {
+        None => Some(None),
+        Some("") => {
+            problem("runtime_config", "must not be empty".into());
+            None
+        }
+        Some(path) => {
+            let path = normalize(&base.join(path));
+            if path.is_file() {
+                Some(Some(path))
+            } else {
+                problem(
+                    "runtime_config",
+                    format!("{} does not exist or is not a file", path.display()),
+                );
+                None
+            }
+        }
+    };
+    let spec = match (address, &state_dir, runtime_config) {
+        (Some(address), Some(state_dir), Some(runtime_config))
+            if !app.name.as_deref().is_some_and(str::is_empty) =>
+        {
+            Some(AppSpec {
+                name: app.name.clone().unwrap_or(fallback_name),
+                reference: app.reference,
+                address,
+                state_dir: state_dir.clone(),
+                variables: app.variables,
+                runtime_config,
+            })
+        }
+        _ => None,
+    };
+    Checked {
+        address,
+        state_dir,
+        spec,
+    }
+}
+
+/// One tauon app file: the per-app shape of a `lepton.json` entry, alone in its own file.
+///
+/// The app's `name` defaults to the file stem, and relative paths are resolved against the
+/// file's directory.
+pub fn parse_app_file(path: &Path, text: &str) -> Result<AppSpec, ConfigError> {
+    let raw: RawApp = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        file: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let label = raw.name.clone().unwrap_or_else(|| stem.clone());
+    let fallback = if stem.is_empty() {
+        default_name(&raw.reference, 0)
+    } else {
+        stem
+    };
+    let mut problems = Vec::new();
+    let checked = check_app(raw, path, &base, &label, fallback, &mut problems);
+    match checked.spec {
+        Some(spec) if problems.is_empty() => Ok(spec),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
 /// Two listen addresses collide when they share a port (other than 0, which picks a free one)
 /// and either the IPs are equal or one is a wildcard (`0.0.0.0`, `[::]`) of the same family or,
 /// for `[::]`, any family (dual-stack sockets).
-fn addresses_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn addresses_conflict(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }
@@ -370,6 +453,60 @@ mod tests {
             addr("127.0.0.1:0"),
             addr("127.0.0.1:0")
         ));
+    }
+
+    #[test]
+    fn an_app_file_is_one_entry_named_after_its_file() {
+        let spec = parse_app_file(
+            Path::new("/srv/tauon/shop.json"),
+            r#"{"reference":"127.0.0.1:5000/hello:v1","address":"127.0.0.1:4001","state_dir":"data/shop","variables":{"k":"v"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(spec.name, "shop");
+        assert_eq!(spec.state_dir, PathBuf::from("/srv/tauon/data/shop"));
+        assert_eq!(spec.variables.get("k").map(String::as_str), Some("v"));
+        let named = parse_app_file(
+            Path::new("/srv/tauon/shop.json"),
+            r#"{"name":"store","reference":"r.io/hello:v1","address":"127.0.0.1:4001","state_dir":"s"}"#,
+        )
+        .expect("valid");
+        assert_eq!(named.name, "store");
+    }
+
+    #[test]
+    fn app_file_errors_name_the_file_line_and_field() {
+        let err = parse_app_file(
+            Path::new("/srv/tauon/shop.json"),
+            "{\n \"reference\": \"r.io/a:1\",\n oops }",
+        )
+        .expect_err("invalid");
+        assert!(
+            err.to_string().starts_with("/srv/tauon/shop.json: line 3"),
+            "{err}"
+        );
+        let err = parse_app_file(
+            Path::new("/srv/tauon/shop.json"),
+            r#"{"reference":"r.io/a:1","address":"nowhere","state_dir":""}"#,
+        )
+        .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/srv/tauon/shop.json: shop: `address`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("/srv/tauon/shop.json: shop: `state_dir`"),
+            "{msg}"
+        );
+        let err = parse_app_file(
+            Path::new("/srv/tauon/half.json"),
+            "{\"reference\": \"r.io/a",
+        )
+        .expect_err("a half-written file is an error");
+        assert!(
+            err.to_string().starts_with("/srv/tauon/half.json: line 1"),
+            "{err}"
+        );
     }
 
     #[test]

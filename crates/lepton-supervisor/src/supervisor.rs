@@ -1,26 +1,39 @@
-//! [`AppSupervisor`]: turns a desired set of [`AppSpec`]s into running apps.
+//! [`AppSupervisor`]: turns a desired set of [`AppSpec`]s into running apps — start, stop and
+//! zero-downtime replace — for both `lepton` (fed once from a manifest) and `tauon` (fed
+//! continuously from a directory).
 //!
-//! Starting an app is: pull (through the content-addressed cache) → prepare its components on the
-//! shared engine → build its HTTP router → bind its address → serve. Apps load concurrently, and
-//! one app failing at any step is reported as a [`LoadFailure`] while the others carry on.
-//! Each running app's current version sits in a `watch` channel read by its listener, which is
-//! the seam for replacing a version without dropping requests.
+//! Every app has a key (its identity: an entry of a manifest, or a tauon file). Each operation on
+//! one key is serialized behind that key's lock, and a newer desired state for a key supersedes
+//! older ones still waiting; operations on different keys run concurrently.
+//!
+//! Starting or replacing an app is: claim its address and state_dir (refused, naming the other
+//! key, when another app holds either) → pull (through the content-addressed cache) → prepare its
+//! components on the shared engine → instantiate each once as a check → build its HTTP router →
+//! serve. A replace on the same address publishes the new version in the listener's `watch`
+//! channel: new requests see it at once while in-flight ones finish on the old version, which is
+//! released when the last of them is done (waited for up to the drain timeout). A replace that
+//! moves the app binds the new address first and then stops the old listener (draining it).
+//! Whatever fails, the version already serving keeps serving.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use lepton_oci::{AppLoader, LoadSource, error_chain};
+use lepton_oci::{AppLoader, LoadSource, LoadedApp, error_chain};
 use lepton_runtime::{AppConfig, CompileCache, RuntimeApp, RuntimeEngine};
 use lepton_trigger_http::{HttpApp, HttpListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::spec::AppSpec;
+use crate::spec::{AppSpec, addresses_conflict};
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    /// How long in-flight requests get to finish when an app stops.
+    /// How long in-flight requests get to finish when an app stops or is replaced.
     pub drain_timeout: Duration,
 }
 
@@ -32,7 +45,7 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// Why an app could not be started.
+/// Why an app could not be started or replaced.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Pulling or resolving the app failed.
@@ -53,6 +66,14 @@ pub enum StartError {
     /// A component could not be prepared.
     #[error(transparent)]
     Runtime(#[from] lepton_runtime::RuntimeError),
+    /// A prepared component failed its instantiation check.
+    #[error("component `{component}` cannot be instantiated: {message}")]
+    Instantiate {
+        /// The component id.
+        component: String,
+        /// What wasmtime said.
+        message: String,
+    },
     /// The HTTP triggers are invalid.
     #[error(transparent)]
     Trigger(#[from] lepton_trigger_http::TriggerError),
@@ -65,14 +86,29 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Another app already holds this app's address or state_dir.
+    #[error("`{field}`: {value} is already used by {other}")]
+    Conflict {
+        /// `address` or `state_dir`.
+        field: &'static str,
+        /// The contested value.
+        value: String,
+        /// The key of the app holding it.
+        other: String,
+    },
+    /// The supervisor is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
     /// The load task panicked (a bug in lepton, reported instead of taking the process down).
     #[error("internal error while loading: {0}")]
     Internal(String),
 }
 
-/// An app that could not be started, and why.
+/// An app that could not be started or replaced, and why.
 #[derive(Debug)]
 pub struct LoadFailure {
+    /// The app's key.
+    pub key: String,
     /// The app's name.
     pub app: String,
     /// Its reference.
@@ -89,8 +125,10 @@ impl LoadFailure {
 }
 
 /// A running app, as reported to operators.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningAppStatus {
+    /// The app's key (its manifest entry or tauon file).
+    pub key: String,
     /// The app's name.
     pub name: String,
     /// The reference it was started from.
@@ -98,32 +136,100 @@ pub struct RunningAppStatus {
     /// The manifest digest it resolved to.
     pub digest: String,
     /// The address it serves on.
-    pub address: std::net::SocketAddr,
+    pub address: SocketAddr,
+    /// Its state directory.
+    pub state_dir: PathBuf,
     /// Its routes, as written.
     pub routes: Vec<String>,
     /// Whether it was served from the cache because the registry was unreachable.
     pub from_cache_only: bool,
 }
 
+/// What an [`AppSupervisor::apply`] did.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// The app was not running and now serves.
+    Started(RunningAppStatus),
+    /// A new version replaced the one serving.
+    Replaced {
+        /// The version that was serving.
+        previous: RunningAppStatus,
+        /// The version now serving.
+        current: RunningAppStatus,
+    },
+    /// The same digest and settings were already serving; nothing changed.
+    Unchanged(RunningAppStatus),
+    /// The app was stopped.
+    Stopped(RunningAppStatus),
+    /// Asked to stop an app that was not running.
+    NotRunning,
+    /// A newer desired state for the same key arrived before this one ran; it was skipped.
+    Superseded,
+}
+
 struct RunningApp {
+    spec: AppSpec,
     status: RunningAppStatus,
-    // Held so a later replace can publish a new version to the listener.
-    _current: watch::Sender<Arc<HttpApp>>,
+    current: watch::Sender<Arc<HttpApp>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-/// Starts, tracks and stops apps on one shared engine.
-pub struct AppSupervisor {
+/// What one key holds or is about to hold, for conflict checks.
+#[derive(Debug, Clone, Default)]
+struct Holdings {
+    running: Option<(SocketAddr, PathBuf)>,
+    executing: Option<(SocketAddr, PathBuf)>,
+    latest: Option<(SocketAddr, PathBuf)>,
+}
+
+impl Holdings {
+    fn iter(&self) -> impl Iterator<Item = &(SocketAddr, PathBuf)> {
+        self.running
+            .iter()
+            .chain(self.executing.iter())
+            .chain(self.latest.iter())
+    }
+}
+
+/// Per-key serialization.
+#[derive(Default)]
+struct Slot {
+    lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    pending: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<String, Arc<Slot>>,
+    holdings: HashMap<String, Holdings>,
+    running: HashMap<String, RunningApp>,
+    shutting_down: bool,
+}
+
+struct Inner {
     engine: Arc<RuntimeEngine>,
     loader: Arc<AppLoader>,
     compile_cache: CompileCache,
     config: SupervisorConfig,
-    running: Vec<RunningApp>,
+    state: Mutex<State>,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts, replaces, tracks and stops apps on one shared engine. Cheap to clone (a handle).
+#[derive(Clone)]
+pub struct AppSupervisor {
+    inner: Arc<Inner>,
 }
 
 struct ReadyApp {
-    spec: AppSpec,
     digest: String,
     from_cache_only: bool,
     http: HttpApp,
@@ -138,120 +244,383 @@ impl AppSupervisor {
         config: SupervisorConfig,
     ) -> Self {
         Self {
-            engine,
-            loader,
-            compile_cache,
-            config,
-            running: Vec::new(),
+            inner: Arc::new(Inner {
+                engine,
+                loader,
+                compile_cache,
+                config,
+                state: Mutex::new(State::default()),
+            }),
         }
     }
 
-    /// Start every app in `specs` concurrently. Apps that fail are returned; the rest serve.
-    pub async fn start_all(&mut self, specs: Vec<AppSpec>) -> Vec<LoadFailure> {
-        let loads: Vec<(AppSpec, JoinHandle<Result<ReadyApp, StartError>>)> = specs
+    /// Start every `(key, spec)` concurrently. Apps that fail are returned; the rest serve.
+    /// This is `lepton`: the supervisor fed once.
+    pub async fn start_all(&self, specs: Vec<(String, AppSpec)>) -> Vec<LoadFailure> {
+        // Claims are taken in order, synchronously, so the first app holding an address wins.
+        let ops: Vec<_> = specs
             .into_iter()
-            .map(|spec| {
-                let engine = self.engine.clone();
-                let loader = self.loader.clone();
-                let cache = self.compile_cache.clone();
-                let task_spec = spec.clone();
-                let handle =
-                    tokio::spawn(
-                        async move { prepare(&engine, &loader, &cache, &task_spec).await },
-                    );
-                (spec, handle)
-            })
+            .map(|(key, spec)| tokio::spawn(self.apply(key, Some(spec))))
             .collect();
         let mut failures = Vec::new();
-        for (spec, handle) in loads {
-            let result = match handle.await {
-                Ok(result) => result,
-                Err(join) => Err(StartError::Internal(join.to_string())),
-            };
-            let outcome = match result {
-                Ok(ready) => self.serve(ready).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = outcome {
-                let failure = LoadFailure {
-                    app: spec.name,
-                    reference: spec.reference,
-                    error,
-                };
-                tracing::error!(app = %failure.app, reference = %failure.reference, error = %failure.describe(), "app failed to start");
-                failures.push(failure);
+        for op in ops {
+            match op.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(failure)) => failures.push(failure),
+                Err(join) => failures.push(LoadFailure {
+                    key: String::new(),
+                    app: String::new(),
+                    reference: String::new(),
+                    error: StartError::Internal(join.to_string()),
+                }),
             }
         }
         failures
     }
 
-    async fn serve(&mut self, ready: ReadyApp) -> Result<(), StartError> {
-        let ReadyApp {
-            spec,
-            digest,
-            from_cache_only,
-            http,
-        } = ready;
-        let listener =
-            HttpListener::bind(spec.address)
-                .await
-                .map_err(|source| StartError::Listen {
-                    address: spec.address,
-                    source,
-                })?;
-        let routes = http
-            .router()
-            .routes()
-            .iter()
-            .map(|r| r.raw().to_string())
-            .collect();
-        let (current, current_rx) = watch::channel(Arc::new(http));
-        let (stop, stop_rx) = watch::channel(false);
-        let drain = self.config.drain_timeout;
-        let task = tokio::spawn(listener.serve(current_rx, stop_rx, drain));
-        tracing::info!(app = %spec.name, reference = %spec.reference, %digest, address = %spec.address, "app serving");
-        self.running.push(RunningApp {
-            status: RunningAppStatus {
-                name: spec.name,
-                reference: spec.reference,
-                digest,
-                address: spec.address,
-                routes,
-                from_cache_only,
-            },
-            _current: current,
-            stop,
-            task,
-        });
-        Ok(())
+    /// Make app `key` match `desired`: `None` stops it; `Some(spec)` starts it, replaces the
+    /// version serving (zero downtime), or does nothing when the same digest and settings are
+    /// already serving.
+    ///
+    /// The address and state_dir claim is checked when this is called (not when the returned
+    /// future first runs), so calls made in order claim in order.
+    pub fn apply(
+        &self,
+        key: String,
+        desired: Option<AppSpec>,
+    ) -> impl Future<Output = Result<Transition, LoadFailure>> + Send + 'static {
+        let inner = self.inner.clone();
+        let claimed = claim(&inner, &key, desired.as_ref());
+        async move {
+            let (slot, generation) = match claimed {
+                Ok(c) => c,
+                Err(error) => return Err(failure(&key, desired.as_ref(), error)),
+            };
+            let result = run_op(&inner, &slot, &key, desired.clone(), generation).await;
+            slot.pending.fetch_sub(1, Ordering::SeqCst);
+            match result {
+                Ok(t) => {
+                    log_transition(&key, &t);
+                    Ok(t)
+                }
+                Err(error) => {
+                    let f = failure(&key, desired.as_ref(), error);
+                    tracing::error!(key = %f.key, app = %f.app, reference = %f.reference, error = %f.describe(), "app failed to start or update; the version serving (if any) keeps serving");
+                    Err(f)
+                }
+            }
+        }
     }
 
-    /// The apps now serving.
+    /// Move app `from` to key `to` without touching what serves (a renamed tauon file). Returns
+    /// `false`, changing nothing, when `from` has operations in flight or `to` is in use.
+    pub fn rename(&self, from: &str, to: &str) -> bool {
+        let mut state = self.inner.state();
+        if state.slots.contains_key(to) || state.running.contains_key(to) {
+            return false;
+        }
+        let Some(slot) = state.slots.get(from).cloned() else {
+            return false;
+        };
+        if slot.pending.load(Ordering::SeqCst) != 0 || slot.lock.try_lock().is_err() {
+            return false;
+        }
+        state.slots.remove(from);
+        state.slots.insert(to.to_string(), slot);
+        if let Some(h) = state.holdings.remove(from) {
+            state.holdings.insert(to.to_string(), h);
+        }
+        if let Some(mut app) = state.running.remove(from) {
+            app.status.key = to.to_string();
+            tracing::info!(from, to, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app renamed");
+            state.running.insert(to.to_string(), app);
+        }
+        true
+    }
+
+    /// The apps now serving, sorted by key.
     pub fn status(&self) -> Vec<RunningAppStatus> {
-        self.running.iter().map(|r| r.status.clone()).collect()
+        let state = self.inner.state();
+        let mut all: Vec<_> = state.running.values().map(|r| r.status.clone()).collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
     }
 
     /// Stop accepting on every app, let in-flight requests finish (bounded by the drain timeout),
-    /// and return when all listeners are done.
-    pub async fn shutdown(&mut self) {
-        for app in &self.running {
+    /// and return when all listeners are done. Operations still loading are abandoned when they
+    /// finish.
+    pub async fn shutdown(&self) {
+        let apps: Vec<RunningApp> = {
+            let mut state = self.inner.state();
+            state.shutting_down = true;
+            state.running.drain().map(|(_, app)| app).collect()
+        };
+        for app in &apps {
             let _ = app.stop.send(true);
         }
-        for app in self.running.drain(..) {
+        for app in apps {
             if let Err(err) = app.task.await {
                 tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+            }
+            tracing::info!(key = %app.status.key, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app stopped (shutdown)");
+        }
+    }
+}
+
+fn failure(key: &str, desired: Option<&AppSpec>, error: StartError) -> LoadFailure {
+    LoadFailure {
+        key: key.to_string(),
+        app: desired.map(|s| s.name.clone()).unwrap_or_default(),
+        reference: desired.map(|s| s.reference.clone()).unwrap_or_default(),
+        error,
+    }
+}
+
+/// Check `desired`'s address and state_dir against every other key's holdings, record it as
+/// this key's latest target, and take a generation number.
+fn claim(
+    inner: &Inner,
+    key: &str,
+    desired: Option<&AppSpec>,
+) -> Result<(Arc<Slot>, u64), StartError> {
+    let mut state = inner.state();
+    if state.shutting_down {
+        return Err(StartError::ShuttingDown);
+    }
+    if let Some(spec) = desired {
+        for (other, holdings) in &state.holdings {
+            if other == key {
+                continue;
+            }
+            for (address, state_dir) in holdings.iter() {
+                if addresses_conflict(spec.address, *address) {
+                    return Err(StartError::Conflict {
+                        field: "address",
+                        value: spec.address.to_string(),
+                        other: other.clone(),
+                    });
+                }
+                if spec.state_dir == *state_dir {
+                    return Err(StartError::Conflict {
+                        field: "state_dir",
+                        value: spec.state_dir.display().to_string(),
+                        other: other.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let slot = state.slots.entry(key.to_string()).or_default().clone();
+    let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    slot.pending.fetch_add(1, Ordering::SeqCst);
+    state.holdings.entry(key.to_string()).or_default().latest =
+        desired.map(|s| (s.address, s.state_dir.clone()));
+    Ok((slot, generation))
+}
+
+async fn run_op(
+    inner: &Arc<Inner>,
+    slot: &Slot,
+    key: &str,
+    desired: Option<AppSpec>,
+    generation: u64,
+) -> Result<Transition, StartError> {
+    let _serial = slot.lock.lock().await;
+    if slot.generation.load(Ordering::SeqCst) != generation {
+        return Ok(Transition::Superseded);
+    }
+    {
+        let mut state = inner.state();
+        let h = state.holdings.entry(key.to_string()).or_default();
+        h.executing = h.latest.take();
+    }
+    let result = execute(inner, key, desired).await;
+    // Whatever happened, this key now holds exactly what it serves.
+    let mut state = inner.state();
+    let serving = state
+        .running
+        .get(key)
+        .map(|r| (r.spec.address, r.spec.state_dir.clone()));
+    let h = state.holdings.entry(key.to_string()).or_default();
+    h.executing = None;
+    h.running = serving;
+    if h.running.is_none()
+        && h.latest.is_none()
+        && slot.generation.load(Ordering::SeqCst) == generation
+    {
+        state.holdings.remove(key);
+        state.slots.remove(key);
+    }
+    result
+}
+
+async fn execute(
+    inner: &Arc<Inner>,
+    key: &str,
+    desired: Option<AppSpec>,
+) -> Result<Transition, StartError> {
+    let Some(spec) = desired else {
+        let app = inner.state().running.remove(key);
+        return Ok(match app {
+            Some(app) => {
+                let status = app.status.clone();
+                stop_listener(app).await;
+                Transition::Stopped(status)
+            }
+            None => Transition::NotRunning,
+        });
+    };
+    let before = inner
+        .state()
+        .running
+        .get(key)
+        .map(|r| (r.spec.clone(), r.status.clone()));
+    let loaded = inner.loader.load(&spec.reference).await?;
+    if let Some((old_spec, old_status)) = &before
+        && *old_spec == spec
+        && old_status.digest == loaded.manifest_digest
+    {
+        return Ok(Transition::Unchanged(old_status.clone()));
+    }
+    let ready = prepare(inner, &spec, loaded).await?;
+    let routes: Vec<String> = ready
+        .http
+        .router()
+        .routes()
+        .iter()
+        .map(|r| r.raw().to_string())
+        .collect();
+    let status = RunningAppStatus {
+        key: key.to_string(),
+        name: spec.name.clone(),
+        reference: spec.reference.clone(),
+        digest: ready.digest,
+        address: spec.address,
+        state_dir: spec.state_dir.clone(),
+        routes,
+        from_cache_only: ready.from_cache_only,
+    };
+    match before {
+        Some((old_spec, previous)) if old_spec.address == spec.address => {
+            // Same address: publish the new version to the listener already serving.
+            let old = {
+                let mut state = inner.state();
+                if state.shutting_down {
+                    return Err(StartError::ShuttingDown);
+                }
+                let Some(app) = state.running.get_mut(key) else {
+                    return Err(StartError::ShuttingDown);
+                };
+                let old = app.current.send_replace(Arc::new(ready.http));
+                app.spec = spec;
+                app.status = status.clone();
+                old
+            };
+            release_when_drained(
+                status.key.clone(),
+                previous.digest.clone(),
+                old,
+                inner.config.drain_timeout,
+            );
+            Ok(Transition::Replaced {
+                previous,
+                current: status,
+            })
+        }
+        before => {
+            // New app, or moving: bind the new address before releasing the old one.
+            let listener =
+                HttpListener::bind(spec.address)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        address: spec.address,
+                        source,
+                    })?;
+            let (current, current_rx) = watch::channel(Arc::new(ready.http));
+            let (stop, stop_rx) = watch::channel(false);
+            let old = {
+                let mut state = inner.state();
+                if state.shutting_down {
+                    return Err(StartError::ShuttingDown);
+                }
+                let task =
+                    tokio::spawn(listener.serve(current_rx, stop_rx, inner.config.drain_timeout));
+                state.running.insert(
+                    key.to_string(),
+                    RunningApp {
+                        spec,
+                        status: status.clone(),
+                        current,
+                        stop,
+                        task,
+                    },
+                )
+            };
+            match (before, old) {
+                (Some((_, previous)), Some(old)) => {
+                    stop_listener(old).await;
+                    Ok(Transition::Replaced {
+                        previous,
+                        current: status,
+                    })
+                }
+                _ => Ok(Transition::Started(status)),
             }
         }
     }
 }
 
-async fn prepare(
-    engine: &RuntimeEngine,
-    loader: &AppLoader,
-    cache: &CompileCache,
-    spec: &AppSpec,
-) -> Result<ReadyApp, StartError> {
-    let loaded = loader.load(&spec.reference).await?;
+/// Stop a listener and wait for its in-flight requests (bounded by its drain timeout).
+async fn stop_listener(app: RunningApp) {
+    let _ = app.stop.send(true);
+    if let Err(err) = app.task.await {
+        tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+    }
+}
+
+/// Wait (in the background, up to `drain`) for the requests still using a replaced version to
+/// finish, then log its release.
+fn release_when_drained(key: String, digest: String, old: Arc<HttpApp>, drain: Duration) {
+    let weak = Arc::downgrade(&old);
+    drop(old);
+    tokio::spawn(async move {
+        let deadline = Instant::now() + drain;
+        loop {
+            let in_flight = weak.strong_count();
+            if in_flight == 0 {
+                tracing::info!(%key, %digest, "previous version released: its in-flight requests finished");
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(%key, %digest, in_flight, "drain timeout: previous version still has requests in flight; they keep their instances until they finish");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+fn log_transition(key: &str, t: &Transition) {
+    match t {
+        Transition::Started(s) => {
+            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = %s.address, "app started")
+        }
+        Transition::Replaced { previous, current } => {
+            tracing::info!(%key, app = %current.name, reference = %current.reference, digest = %current.digest, previous_reference = %previous.reference, previous_digest = %previous.digest, address = %current.address, previous_address = %previous.address, "app replaced")
+        }
+        Transition::Unchanged(s) => {
+            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, "app unchanged: same digest and settings")
+        }
+        Transition::Stopped(s) => {
+            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = %s.address, "app stopped")
+        }
+        Transition::NotRunning | Transition::Superseded => {
+            tracing::debug!(%key, transition = ?t, "nothing to do")
+        }
+    }
+}
+
+async fn prepare(inner: &Inner, spec: &AppSpec, loaded: LoadedApp) -> Result<ReadyApp, StartError> {
     loaded.locked.ensure_runnable()?;
     std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
         path: spec.state_dir.clone(),
@@ -264,10 +633,26 @@ async fn prepare(
         runtime_config: spec.runtime_config.clone(),
         listen_address: Some(spec.address),
     };
-    let runtime = RuntimeApp::prepare(engine, cache, &loaded.locked, &config).await?;
+    let runtime =
+        RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
+    // Instantiate every component once, so a version that cannot start is refused before it
+    // replaces one that can.
+    for component in runtime.components() {
+        let mut store = component.new_store().map_err(|e| StartError::Instantiate {
+            component: component.id().to_string(),
+            message: format!("{e:#}"),
+        })?;
+        component
+            .proxy_pre()
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| StartError::Instantiate {
+                component: component.id().to_string(),
+                message: format!("{e:#}"),
+            })?;
+    }
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime)?;
     Ok(ReadyApp {
-        spec: spec.clone(),
         digest: loaded.manifest_digest,
         from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
         http,

@@ -1,0 +1,543 @@
+//! tauon: a live control plane. A directory holds one JSON file per app (the per-app shape of a
+//! `lepton.json` entry, see [`crate::spec::parse_app_file`]); tauon starts what is there, then
+//! follows creates, edits, renames and deletes, and feeds each change to the [`AppSupervisor`].
+//!
+//! - Only `*.json` files whose name does not start with `.` are apps; editors' temp and swap
+//!   files, hidden files and the status file are ignored.
+//! - Filesystem events (notify) are debounced: tauon rescans once the directory has been quiet
+//!   for the debounce interval. A file's content is compared with what was last seen, so an
+//!   unchanged file does nothing, while a rewritten one (even with the same text, e.g. `touch`)
+//!   re-resolves its reference: a new digest is a replace, the same digest a no-op.
+//! - A file that does not parse (a half-written file, a typo) is reported with its file, line
+//!   and column, and the app it described keeps running its last good version; once it parses
+//!   again it is applied.
+//! - An app's identity is its file. A renamed file keeps serving without a restart (its name,
+//!   which defaults to the file stem, is replaced in place). A deleted file stops only its app.
+//! - Two files claiming one address or state_dir: the later one is refused, naming both files,
+//!   and is retried whenever another app stops or moves. At startup files are taken in name
+//!   order.
+//! - Status: every transition is logged with app, reference and digest, and a JSON status file
+//!   (by default `<DIR>/.tauon-status.json`, replaced atomically) lists the running apps with
+//!   their resolved digests and the files in error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::Watcher;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::spec::{AppSpec, parse_app_file};
+use crate::supervisor::{AppSupervisor, LoadFailure, StartError, Transition};
+
+/// tauon settings.
+#[derive(Debug, Clone)]
+pub struct TauonOptions {
+    /// The directory of app files.
+    pub dir: PathBuf,
+    /// Where to write the status file; `<dir>/.tauon-status.json` when `None`.
+    pub status_file: Option<PathBuf>,
+    /// How long the directory must stay quiet before a rescan.
+    pub debounce: Duration,
+}
+
+/// Why tauon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TauonError {
+    /// The directory is missing or unreadable.
+    #[error("{dir}: cannot read the app directory: {source}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory cannot be watched.
+    #[error("{dir}: cannot watch the app directory: {source}")]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// What notify said.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// One app file as last seen on disk.
+struct FileEntry {
+    content: Vec<u8>,
+    modified: Option<SystemTime>,
+    /// The last spec this file described validly (what its app should run).
+    spec: Option<AppSpec>,
+    /// The parse error or load failure to report, if any.
+    error: Option<String>,
+    /// Refused because another file holds its address or state_dir: retried later.
+    conflicted: bool,
+    /// Number of the latest submission to the supervisor (older results are ignored).
+    submitted: u64,
+}
+
+struct Done {
+    key: String,
+    submission: u64,
+    result: Result<Transition, LoadFailure>,
+}
+
+/// A running app in the status file.
+#[derive(Debug, Serialize, PartialEq)]
+struct AppStatus {
+    file: String,
+    name: String,
+    reference: String,
+    digest: String,
+    address: String,
+    state_dir: String,
+    routes: Vec<String>,
+    from_cache_only: bool,
+}
+
+/// A file in error in the status file.
+#[derive(Debug, Serialize, PartialEq)]
+struct FileError {
+    file: String,
+    error: String,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct Status {
+    dir: String,
+    running: bool,
+    apps: Vec<AppStatus>,
+    errors: Vec<FileError>,
+}
+
+struct Tauon {
+    supervisor: AppSupervisor,
+    dir: PathBuf,
+    status_file: PathBuf,
+    files: BTreeMap<String, FileEntry>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    last_status: Option<Status>,
+    next_submission: u64,
+}
+
+/// Run tauon on `opts.dir` until `shutdown` completes, then stop every app gracefully (draining
+/// in-flight requests within the supervisor's drain timeout) and write the final status.
+pub async fn run(
+    supervisor: AppSupervisor,
+    opts: TauonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TauonError> {
+    let dir = std::path::absolute(&opts.dir).map_err(|source| TauonError::Dir {
+        dir: opts.dir.clone(),
+        source,
+    })?;
+    let meta = std::fs::metadata(&dir).map_err(|source| TauonError::Dir {
+        dir: dir.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(TauonError::Dir {
+            dir: dir.clone(),
+            source: std::io::Error::other("not a directory"),
+        });
+    }
+    let status_file = match &opts.status_file {
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+        None => dir.join(".tauon-status.json"),
+    };
+
+    // Watch before the first scan, so nothing written in between is missed.
+    let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) => {
+                if event.paths.is_empty() || event.paths.iter().any(|p| is_app_file(p)) {
+                    let _ = event_tx.send(());
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "file watcher error; rescanning");
+                let _ = event_tx.send(());
+            }
+        })
+        .map_err(|source| TauonError::Watch {
+            dir: dir.clone(),
+            source,
+        })?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|source| TauonError::Watch {
+            dir: dir.clone(),
+            source,
+        })?;
+    tracing::info!(dir = %dir.display(), status_file = %status_file.display(), "tauon watching");
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut tauon = Tauon {
+        supervisor: supervisor.clone(),
+        dir: dir.clone(),
+        status_file,
+        files: BTreeMap::new(),
+        done_tx,
+        last_status: None,
+        next_submission: 0,
+    };
+    tauon.rescan();
+    tauon.write_status(true);
+
+    let debounce = opts.debounce;
+    let max_wait = debounce * 10;
+    tokio::pin!(shutdown);
+    // (first event of the burst, last event) while a rescan is pending.
+    let mut pending: Option<(Instant, Instant)> = None;
+    loop {
+        let wake = pending.map(|(first, last)| (last + debounce).min(first + max_wait));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = events.recv() => {
+                let now = Instant::now();
+                pending = Some(match pending {
+                    Some((first, _)) => (first, now),
+                    None => (now, now),
+                });
+            }
+            _ = sleep_until(wake), if wake.is_some() => {
+                pending = None;
+                tauon.rescan();
+                tauon.write_status(true);
+            }
+            Some(done) = done_rx.recv() => {
+                tauon.finished(done);
+                tauon.write_status(true);
+            }
+        }
+    }
+    drop(watcher);
+    tracing::info!("tauon shutting down: draining in-flight requests");
+    supervisor.shutdown().await;
+    tauon.write_status(false);
+    tracing::info!("tauon stopped");
+    Ok(())
+}
+
+async fn sleep_until(when: Option<Instant>) {
+    match when {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `*.json`, not hidden.
+fn is_app_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json") && n.len() > ".json".len())
+}
+
+/// The app files in `dir`, by key (absolute path), with their content and mtime.
+/// An app file's bytes and mtime, as read by [`scan`].
+struct OnDisk {
+    content: Vec<u8>,
+    modified: Option<SystemTime>,
+}
+
+/// A new or changed app file, parsed.
+struct Changed {
+    key: String,
+    disk: OnDisk,
+    parsed: Result<AppSpec, String>,
+}
+
+fn scan(dir: &Path, status_file: &Path) -> std::io::Result<BTreeMap<String, OnDisk>> {
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if !is_app_file(&path) || path == status_file {
+            continue;
+        }
+        // Follows symlinks; a file that vanished since the listing is simply not there.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        match std::fs::read(&path) {
+            Ok(content) => {
+                found.insert(
+                    path.display().to_string(),
+                    OnDisk {
+                        content,
+                        modified: meta.modified().ok(),
+                    },
+                );
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(file = %path.display(), error = %err, "cannot read app file; ignoring it for now");
+            }
+        }
+    }
+    Ok(found)
+}
+
+impl Tauon {
+    fn rescan(&mut self) {
+        let found = match scan(&self.dir, &self.status_file) {
+            Ok(f) => f,
+            Err(err) => {
+                tracing::error!(dir = %self.dir.display(), error = %err, "cannot scan the app directory; apps keep running as they are");
+                return;
+            }
+        };
+        let mut removed: Vec<String> = self
+            .files
+            .keys()
+            .filter(|k| !found.contains_key(*k))
+            .cloned()
+            .collect();
+        // New or changed files, in name order, parsed.
+        let mut changed: Vec<Changed> = Vec::new();
+        for (key, disk) in found {
+            if let Some(entry) = self.files.get(&key)
+                && entry.content == disk.content
+                && entry.modified == disk.modified
+            {
+                continue;
+            }
+            let parsed = match std::str::from_utf8(&disk.content) {
+                Ok(text) => parse_app_file(Path::new(&key), text).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{key}: not UTF-8 text: {e}")),
+            };
+            changed.push(Changed { key, disk, parsed });
+        }
+
+        // Renames: a file gone and a new one describing the same address and state_dir in the
+        // same batch keep the running app, under its new key.
+        for Changed { key, parsed, .. } in &changed {
+            if self.files.contains_key(key) {
+                continue;
+            }
+            let Ok(spec) = parsed else { continue };
+            let Some(pos) = removed.iter().position(|r| {
+                self.files
+                    .get(r)
+                    .and_then(|e| e.spec.as_ref())
+                    .is_some_and(|old| {
+                        old.address == spec.address && old.state_dir == spec.state_dir
+                    })
+            }) else {
+                continue;
+            };
+            let old_key = removed[pos].clone();
+            if self.supervisor.rename(&old_key, key) {
+                removed.remove(pos);
+                if let Some(entry) = self.files.remove(&old_key) {
+                    tracing::info!(from = %old_key, to = %key, "app file renamed");
+                    self.files.insert(key.clone(), entry);
+                }
+            }
+        }
+
+        for key in removed {
+            if let Some(entry) = self.files.remove(&key) {
+                if entry.spec.is_some() {
+                    tracing::info!(file = %key, "app file deleted: stopping its app");
+                }
+                self.submit(key, None);
+            }
+        }
+
+        for Changed { key, disk, parsed } in changed {
+            let entry = self.files.entry(key.clone()).or_insert_with(|| FileEntry {
+                content: Vec::new(),
+                modified: None,
+                spec: None,
+                error: None,
+                conflicted: false,
+                submitted: 0,
+            });
+            entry.content = disk.content;
+            entry.modified = disk.modified;
+            match parsed {
+                Ok(spec) => {
+                    entry.spec = Some(spec.clone());
+                    entry.error = None;
+                    self.submit(key, Some(spec));
+                }
+                Err(message) => {
+                    if entry.spec.is_some() {
+                        tracing::error!(file = %key, error = %message, "invalid app file; its app keeps running its last good version");
+                    } else {
+                        tracing::error!(file = %key, error = %message, "invalid app file; not started");
+                    }
+                    entry.error = Some(message);
+                    entry.conflicted = false;
+                }
+            }
+        }
+    }
+
+    /// Hand `desired` for `key` to the supervisor; its result comes back as a [`Done`].
+    fn submit(&mut self, key: String, desired: Option<AppSpec>) {
+        self.next_submission += 1;
+        let submission = self.next_submission;
+        if let Some(entry) = self.files.get_mut(&key) {
+            entry.submitted = submission;
+        }
+        let op = self.supervisor.apply(key.clone(), desired);
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let result = op.await;
+            let _ = done.send(Done {
+                key,
+                submission,
+                result,
+            });
+        });
+    }
+
+    fn finished(&mut self, done: Done) {
+        let conflict = matches!(
+            &done.result,
+            Err(LoadFailure {
+                error: StartError::Conflict { .. },
+                ..
+            })
+        );
+        if let Some(entry) = self.files.get_mut(&done.key)
+            && entry.submitted == done.submission
+        {
+            match &done.result {
+                Ok(Transition::Superseded) => {}
+                Ok(_) => {
+                    entry.error = None;
+                    entry.conflicted = false;
+                }
+                Err(failure) => {
+                    let message = format!(
+                        "{}: app `{}` ({}) refused: {}",
+                        done.key,
+                        failure.app,
+                        failure.reference,
+                        failure.describe()
+                    );
+                    tracing::error!(file = %done.key, error = %message, "app file not applied");
+                    entry.error = Some(message);
+                    entry.conflicted = conflict;
+                }
+            }
+        }
+        if !conflict && !matches!(done.result, Ok(Transition::Superseded)) {
+            // Something else stopped, moved or failed: files waiting on a conflict may fit now.
+            let retry: Vec<(String, AppSpec)> = self
+                .files
+                .iter()
+                .filter(|(k, e)| e.conflicted && **k != done.key)
+                .filter_map(|(k, e)| e.spec.clone().map(|s| (k.clone(), s)))
+                .collect();
+            for (key, spec) in retry {
+                if let Some(entry) = self.files.get_mut(&key) {
+                    entry.conflicted = false;
+                }
+                self.submit(key, Some(spec));
+            }
+        }
+    }
+
+    fn file_label(&self, key: &str) -> String {
+        Path::new(key)
+            .strip_prefix(&self.dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| key.to_string())
+    }
+
+    /// Write the status file (atomically: a temp file renamed over it) when it changed.
+    fn write_status(&mut self, running: bool) {
+        let apps = self
+            .supervisor
+            .status()
+            .into_iter()
+            .map(|s| AppStatus {
+                file: self.file_label(&s.key),
+                name: s.name,
+                reference: s.reference,
+                digest: s.digest,
+                address: s.address.to_string(),
+                state_dir: s.state_dir.display().to_string(),
+                routes: s.routes,
+                from_cache_only: s.from_cache_only,
+            })
+            .collect();
+        let errors = self
+            .files
+            .iter()
+            .filter_map(|(k, e)| {
+                e.error.as_ref().map(|error| FileError {
+                    file: self.file_label(k),
+                    error: error.clone(),
+                })
+            })
+            .collect();
+        let status = Status {
+            dir: self.dir.display().to_string(),
+            running,
+            apps,
+            errors,
+        };
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        if let Err(err) = write_atomically(&self.status_file, &status) {
+            tracing::warn!(file = %self.status_file.display(), error = %err, "cannot write the status file");
+        }
+        self.last_status = Some(status);
+    }
+}
+
+fn write_atomically(path: &Path, status: &Status) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tauon-status.json".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &json)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_visible_json_files_are_apps() {
+        assert!(is_app_file(Path::new("/d/app.json")));
+        assert!(!is_app_file(Path::new("/d/.app.json")));
+        assert!(!is_app_file(Path::new("/d/.app.json.swp")));
+        assert!(!is_app_file(Path::new("/d/app.json~")));
+        assert!(!is_app_file(Path::new("/d/app.json.tmp")));
+        assert!(!is_app_file(Path::new("/d/app.toml")));
+        assert!(!is_app_file(Path::new("/d/.json")));
+        assert!(!is_app_file(Path::new("/d/.tauon-status.json")));
+    }
+
+    #[test]
+    fn scan_reads_app_files_and_skips_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), "{}").expect("write");
+        std::fs::write(dir.path().join(".b.json"), "{}").expect("write");
+        std::fs::write(dir.path().join("c.json~"), "{}").expect("write");
+        std::fs::create_dir(dir.path().join("d.json")).expect("mkdir");
+        let status = dir.path().join("status.json");
+        std::fs::write(&status, "{}").expect("write");
+        let found = scan(dir.path(), &status).expect("scan");
+        let names: Vec<_> = found.keys().cloned().collect();
+        assert_eq!(names, vec![dir.path().join("a.json").display().to_string()]);
+    }
+}
