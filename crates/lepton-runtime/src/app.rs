@@ -75,6 +75,7 @@ pub struct PreparedComponent {
     engine: wasmtime::Engine,
     data: Arc<lepton_host::AppHost>,
     outbound: Arc<lepton_outbound::OutboundHttp>,
+    services: Arc<lepton_outbound_services::ServicesConfig>,
 }
 
 impl PreparedComponent {
@@ -152,6 +153,7 @@ impl PreparedComponent {
             unsupported: lepton_host_unsupported::UnsupportedHost::new(self.ai_models.clone()),
             hooks: OutboundHttpHooks::new(self.outbound.clone()),
             data: self.data.instance(&self.id),
+            services: lepton_outbound_services::ServicesHost::new(self.services.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         // Yield to the executor at every epoch tick so one busy guest cannot hold a thread.
@@ -212,6 +214,7 @@ impl RuntimeApp {
             let outbound = outbound_http(config, component, &data, &blocked, &chaining)?;
             let mut prepared = prepare_component(engine, cache, component, log_dir, &data).await?;
             prepared.outbound = Arc::new(outbound);
+            prepared.services = services_config(&prepared.outbound, &data);
             components.push(Arc::new(prepared));
         }
         Ok(Self {
@@ -319,7 +322,35 @@ async fn prepare_component(
         engine: engine.engine().clone(),
         data: data.clone(),
         outbound: Arc::new(lepton_outbound::OutboundHttp::deny_all()),
+        services: Arc::new(lepton_outbound_services::ServicesConfig::deny_all()),
     })
+}
+
+/// A component's Redis/PostgreSQL/MySQL/MQTT config: its outbound policy and the runtime
+/// config's `[outbound_redis|outbound_pg|outbound_mysql|outbound_mqtt] max_connections`.
+fn services_config(
+    outbound: &lepton_outbound::OutboundHttp,
+    data: &lepton_host::AppHost,
+) -> Arc<lepton_outbound_services::ServicesConfig> {
+    let rc = data.runtime_config();
+    let defaults = lepton_outbound_services::ConnectionLimits::default();
+    let max = |section: &Option<lepton_host::runtime_config::MaxConnectionsConfig>, default| {
+        section
+            .as_ref()
+            .and_then(|s| s.max_connections)
+            .unwrap_or(default)
+    };
+    let limits = lepton_outbound_services::ConnectionLimits {
+        redis: max(&rc.outbound_redis, defaults.redis),
+        postgres: max(&rc.outbound_pg, defaults.postgres),
+        mysql: max(&rc.outbound_mysql, defaults.mysql),
+        mqtt: max(&rc.outbound_mqtt, defaults.mqtt),
+    };
+    let policy = outbound.policy().clone();
+    Arc::new(lepton_outbound_services::ServicesConfig::new(
+        Arc::new(move |scheme: &str, host: &str, port: u16| policy.allows(scheme, host, port)),
+        limits,
+    ))
 }
 
 /// The runtime config's `[outbound_networking] block_networks`, parsed.

@@ -22,6 +22,8 @@ pub struct HostState {
     pub(crate) unsupported: lepton_host_unsupported::UnsupportedHost,
     /// Spin variables, key-value and SQLite state (lepton-host).
     pub(crate) data: lepton_host::DataHost,
+    /// Outbound Redis, PostgreSQL, MySQL and MQTT connections (lepton-outbound-services).
+    pub(crate) services: lepton_outbound_services::ServicesHost,
 }
 
 impl HostState {
@@ -47,6 +49,12 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl lepton_outbound_services::ServicesView for HostState {
+    fn services(&mut self) -> &mut lepton_outbound_services::ServicesHost {
+        &mut self.services
     }
 }
 
@@ -85,5 +93,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
     lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
     lepton_host_unsupported::add_to_linker(&mut linker).map_err(link("fermyon:spin/llm"))?;
+    lepton_outbound_services::add_to_linker(&mut linker)
+        .map_err(link("spin redis/postgres/mysql/mqtt"))?;
     Ok(linker)
 }
