@@ -1,5 +1,6 @@
-//! Outbound networking end to end: the `outbound-p2` guest (spin-sdk 5.2) pushed to a real
-//! registry and served by the `lepton` binary makes outbound HTTP requests under different
+//! Outbound networking end to end: the `outbound-p2` (spin-sdk 5.2, wasi:http 0.2) and
+//! `outbound-p3` (spin-sdk 7, wasi:http 0.3) guests, pushed to a real registry and served by the
+//! `lepton` binary, make outbound HTTP requests under different
 //! `allowed_outbound_hosts`, to real HTTP servers this test runs on loopback, to the app itself,
 //! and to another component by service chaining. Every case asserts the exact body the guest
 //! relays or the exact error it sees.
@@ -131,16 +132,21 @@ allowed_outbound_hosts = {hosts}
 #[test]
 fn outbound_http_policy_self_requests_and_chaining() {
     require_guest_builds();
-    let wasm = repo_root().join("apps/target/wasm32-wasip2/release/outbound_p2.wasm");
-    assert!(
-        wasm.is_file(),
-        "{} is missing: run scripts/build-apps.sh",
-        wasm.display()
-    );
+    for name in ["outbound_p2.wasm", "outbound_p3.wasm"] {
+        let wasm = repo_root()
+            .join("apps/target/wasm32-wasip2/release")
+            .join(name);
+        assert!(
+            wasm.is_file(),
+            "{} is missing: run scripts/build-apps.sh",
+            wasm.display()
+        );
+    }
     let work = tempfile::tempdir().expect("tempdir");
     let mut registry = TestRegistry::start().expect("start docker-registry");
     let reg = registry.addr();
     push("outbound-p2", &format!("{reg}/outbound-p2:v1"));
+    push("outbound-p3", &format!("{reg}/outbound-p3:v1"));
     let bad = single_component_toml(work.path(), "bad-hosts", r#"["https://example.com/api"]"#);
     let out = push_output(&bad, &format!("{reg}/bad-hosts:v1"), &[]);
     assert!(out.status.success(), "push bad-hosts: {out:?}");
@@ -148,12 +154,19 @@ fn outbound_http_policy_self_requests_and_chaining() {
     let upstream = Upstream::start();
     let other = Upstream::start();
     let app = free_addr();
+    let app3 = free_addr();
     let manifest = serde_json::json!({
         "apps": [
             {
                 "reference": format!("{reg}/outbound-p2:v1"),
                 "address": app,
                 "state_dir": "state/outbound",
+                "variables": { "upstream_port": upstream.port.to_string() },
+            },
+            {
+                "reference": format!("{reg}/outbound-p3:v1"),
+                "address": app3,
+                "state_dir": "state/outbound-p3",
                 "variables": { "upstream_port": upstream.port.to_string() },
             },
             {
@@ -175,9 +188,9 @@ fn outbound_http_policy_self_requests_and_chaining() {
         &work.path().join("logs"),
     );
     let started = lepton.wait_started();
-    lepton.wait_healthy(&[&app]);
+    lepton.wait_healthy(&[&app, &app3]);
     let stdout = started.expect("lepton starts with one app failing");
-    assert!(stdout.contains("1 of 2 apps serving"), "{stdout}");
+    assert!(stdout.contains("2 of 3 apps serving"), "{stdout}");
 
     // An invalid entry refuses the app at load, naming app, component and entry.
     let stderr = lepton.stderr();
@@ -325,6 +338,30 @@ fn outbound_http_policy_self_requests_and_chaining() {
         before,
         "the upstream was never contacted"
     );
+
+    // The wasi:http@0.3 client (spin-sdk 7) obeys the same policy.
+    let before = upstream.seen().len();
+    assert_eq!(
+        fetch(&app3, "", &up("/p3?q=1")),
+        (200, format!("200\nupstream {u}: GET /p3?q=1\n"))
+    );
+    assert_eq!(
+        fetch(&app3, "", &format!("http://127.0.0.1:{o}/x")),
+        denied()
+    );
+    assert_eq!(
+        fetch(&app3, "", &format!("http://localhost:{u}/x")),
+        denied()
+    );
+    assert_eq!(
+        fetch(&app3, "", "http://self.alt/whoami"),
+        (200, "200\nI am front3 (p3)\n".into())
+    );
+    assert_eq!(
+        fetch(&app3, "", "http://back.spin.internal/whoami"),
+        denied()
+    );
+    assert_eq!(upstream.seen().len(), before + 1);
 
     drop(lepton);
     registry.stop();
