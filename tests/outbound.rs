@@ -155,6 +155,12 @@ fn outbound_http_policy_self_requests_and_chaining() {
     let other = Upstream::start();
     let app = free_addr();
     let app3 = free_addr();
+    let blocked_app = free_addr();
+    std::fs::write(
+        work.path().join("runtime-config.toml"),
+        "[outbound_networking]\nblock_networks = [\"127.0.0.0/8\"]\n",
+    )
+    .expect("write runtime config");
     let manifest = serde_json::json!({
         "apps": [
             {
@@ -168,6 +174,13 @@ fn outbound_http_policy_self_requests_and_chaining() {
                 "address": app3,
                 "state_dir": "state/outbound-p3",
                 "variables": { "upstream_port": upstream.port.to_string() },
+            },
+            {
+                "reference": format!("{reg}/outbound-p2:v1"),
+                "address": blocked_app,
+                "state_dir": "state/outbound-blocked",
+                "variables": { "upstream_port": upstream.port.to_string() },
+                "runtime_config": "runtime-config.toml",
             },
             {
                 "reference": format!("{reg}/bad-hosts:v1"),
@@ -188,9 +201,9 @@ fn outbound_http_policy_self_requests_and_chaining() {
         &work.path().join("logs"),
     );
     let started = lepton.wait_started();
-    lepton.wait_healthy(&[&app, &app3]);
+    lepton.wait_healthy(&[&app, &app3, &blocked_app]);
     let stdout = started.expect("lepton starts with one app failing");
-    assert!(stdout.contains("2 of 3 apps serving"), "{stdout}");
+    assert!(stdout.contains("3 of 4 apps serving"), "{stdout}");
 
     // An invalid entry refuses the app at load, naming app, component and entry.
     let stderr = lepton.stderr();
@@ -362,6 +375,33 @@ fn outbound_http_policy_self_requests_and_chaining() {
         denied()
     );
     assert_eq!(upstream.seen().len(), before + 1);
+
+    // Runtime-config `block_networks` applies after the allow check: allowed, but 127.0.0.0/8 is
+    // blocked, by IP literal and by a name resolving into it. Self requests and chaining stay
+    // in-app and are unaffected.
+    let before = upstream.seen().len();
+    let prohibited = (
+        502,
+        "error: ErrorCode::DestinationIpProhibited\n".to_string(),
+    );
+    assert_eq!(fetch(&blocked_app, "/front", &up("/b")), prohibited);
+    assert_eq!(
+        fetch(&blocked_app, "/wild", &format!("http://localhost:{u}/b")),
+        prohibited
+    );
+    assert_eq!(
+        fetch(&blocked_app, "/front", "http://example.invalid/"),
+        denied()
+    );
+    assert_eq!(
+        fetch(&blocked_app, "/front", "http://back.spin.internal/whoami"),
+        (200, back_whoami.into())
+    );
+    assert_eq!(
+        upstream.seen().len(),
+        before,
+        "blocked requests never reach the upstream"
+    );
 
     drop(lepton);
     registry.stop();
