@@ -295,3 +295,102 @@ fn check_wagi(addr: &str) {
         assert_eq!((res.status, res.body.len()), (500, 0), "{failing}");
     }
 }
+
+/// A Spin app in `dir/<name>/` with one component (`wasm`, copied in) on `/...`, its trigger
+/// using `executor` (a TOML inline table, or empty for the default).
+fn write_app(dir: &Path, name: &str, wasm: &Path, executor: &str) -> std::path::PathBuf {
+    let app = dir.join(name);
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::copy(wasm, app.join("c.wasm")).expect("copy wasm");
+    let executor = if executor.is_empty() {
+        String::new()
+    } else {
+        format!("executor = {executor}\n")
+    };
+    std::fs::write(
+        app.join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n\n[application]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n{executor}\n\
+             [component.c]\nsource = \"c.wasm\"\n"
+        ),
+    )
+    .expect("write spin.toml");
+    app.join("spin.toml")
+}
+
+#[test]
+fn executor_mismatches_are_refused_at_load_naming_the_component() {
+    require_shape_builds();
+    require_guest_builds();
+    let work = tempfile::tempdir().expect("tempdir");
+    let registry = TestRegistry::start().expect("start docker-registry");
+    let reg = registry.addr();
+    let target = repo_root().join("apps/target");
+    let wagi = target.join("wasm32-wasip1/release/wagi.wasm");
+    let hello = target.join("wasm32-wasip2/release/hello_p2.wasm");
+    let cases = [
+        (
+            "wagi-entry",
+            write_app(
+                work.path(),
+                "wagi-entry",
+                &wagi,
+                r#"{ type = "wagi", entrypoint = "main" }"#,
+            ),
+            "WAGI entrypoint `main` is not supported; only `_start` is",
+        ),
+        (
+            "wagi-proxy",
+            write_app(work.path(), "wagi-proxy", &hello, r#"{ type = "wagi" }"#),
+            "component `c` is used with the WAGI executor but does not export wasi:cli/run",
+        ),
+        (
+            "cmd-http",
+            write_app(work.path(), "cmd-http", &wagi, ""),
+            "component `c` exports no HTTP handler, only wasi:cli/run",
+        ),
+    ];
+    for (name, toml, _) in &cases {
+        let out = push_output(toml, &format!("{reg}/{name}:v1"), &[]);
+        assert!(
+            out.status.success(),
+            "push {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    push("legacy-http", &format!("{reg}/legacy-http:v1"));
+
+    let legacy = free_addr();
+    let mut apps = vec![serde_json::json!({
+        "reference": format!("{reg}/legacy-http:v1"), "address": legacy, "state_dir": "state/legacy"
+    })];
+    for (name, _, _) in &cases {
+        apps.push(serde_json::json!({
+            "reference": format!("{reg}/{name}:v1"), "address": free_addr(), "state_dir": format!("state/{name}")
+        }));
+    }
+    let manifest = work.path().join("lepton.json");
+    std::fs::write(
+        &manifest,
+        serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps })).expect("json"),
+    )
+    .expect("write manifest");
+    let mut lepton = Lepton::start(
+        &manifest,
+        &work.path().join("cache"),
+        &work.path().join("logs"),
+    );
+    lepton.wait_healthy(&[&legacy]);
+    lepton.wait_stdout_contains("1 of 4 apps serving");
+    let stderr = lepton.stderr();
+    for (name, _, needle) in &cases {
+        let failure = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("error: app `{name}`")))
+            .unwrap_or_else(|| panic!("no load error for {name}:\n{stderr}"));
+        println!("{failure}");
+        assert!(failure.contains(needle), "{name}: `{needle}` in {failure}");
+    }
+    assert_eq!(get(&legacy, "/legacy/x").expect("get").status, 200);
+}
