@@ -17,6 +17,8 @@ use support::*;
 
 const V1_BODY: &str = "Hello from hello (p2)\n";
 const V2_BODY: &str = "Hello from hello (p3)\n";
+/// Bytes echoed back in the streamed-response check: more than loopback socket buffers hold.
+const STREAM_LEN: usize = 24 << 20;
 
 fn push_digest(app: &str, reference: &str) -> String {
     let out = push(app, reference);
@@ -421,6 +423,18 @@ fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
 
     // A request in flight on v1 (its body not sent yet) across all the switches.
     let slow = start_slow_echo(&addr, "hello from the old version");
+    // And a response still streaming from v1: a large echo whose response is not read until
+    // after the switches (the guest blocks writing it once the socket buffers are full).
+    let big: Vec<u8> = (0..STREAM_LEN).map(|i| b'a' + (i % 23) as u8).collect();
+    let mut streaming = TcpStream::connect(&addr).expect("connect");
+    streaming
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {STREAM_LEN}\r\n\r\n"
+    );
+    streaming.write_all(head.as_bytes()).expect("send head");
+    streaming.write_all(&big).expect("send body");
 
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -456,7 +470,46 @@ fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
     let (head, echoed) = finish_slow_echo(slow, "hello from the old version");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(echoed, "hello from the old version");
-    tauon.wait_log("previous version released");
+    // 20 replaced versions: all released but the first, whose response is still streaming.
+    let released = |t: &Tauon| t.stderr().matches("previous version released").count();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while released(&tauon) < 19 {
+        assert!(Instant::now() < deadline, "{}", tauon.stderr());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(
+        released(&tauon),
+        19,
+        "v1 was released while its response was still streaming"
+    );
+    let mut raw = Vec::new();
+    streaming
+        .read_to_end(&mut raw)
+        .expect("read the streamed response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = String::from_utf8_lossy(&raw[split + 4..]).into_owned();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    assert_eq!(body.len(), STREAM_LEN, "the streamed response is complete");
+    assert!(
+        body.as_bytes() == big.as_slice(),
+        "the streamed response is intact"
+    );
+    while released(&tauon) < 20 {
+        assert!(Instant::now() < deadline, "{}", tauon.stderr());
+        std::thread::sleep(Duration::from_millis(25));
+    }
 
     // SIGTERM under load: in-flight requests complete, the process exits 0.
     let in_flight: Vec<TcpStream> = (0..3)

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,8 +19,35 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use wasmtime_wasi_http::WasiBody;
 
 use crate::app::HttpApp;
+
+/// A response body that keeps the app version that produced it alive until it is done.
+struct HoldVersion {
+    body: WasiBody,
+    _app: Arc<HttpApp>,
+}
+
+impl http_body::Body for HoldVersion {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// A bound, not yet serving, listener.
 pub struct HttpListener {
@@ -76,7 +104,16 @@ impl HttpListener {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let current = app.borrow().clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(current.handle(req, "http", client).await)
+                    let res = current.handle(req, "http", client).await;
+                    // The version stays referenced until its response body is done, so a
+                    // replaced version counts as drained only once its streams have finished.
+                    Ok::<_, std::convert::Infallible>(res.map(|body| {
+                        HoldVersion {
+                            body,
+                            _app: current,
+                        }
+                        .boxed_unsync()
+                    }))
                 }
             });
             let conn = builder
