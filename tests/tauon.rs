@@ -557,3 +557,23 @@ fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
     );
     assert!(Path::new(&tauon.status_path).is_file());
 }
+
+#[test]
+fn tauon_refuses_a_missing_directory() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let missing = work.path().join("no-such-dir");
+    let out = std::process::Command::new(tauon_bin())
+        .arg(&missing)
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .env("LEPTON_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tauon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&missing.display().to_string()) && stderr.contains("app directory"),
+        "the error names the directory: {stderr}"
+    );
+}
