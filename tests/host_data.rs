@@ -100,6 +100,7 @@ fn data_interfaces_variables_kv_sqlite() {
         .lines()
         .find(|l| l.starts_with("error: app `no-who`"))
         .unwrap_or_else(|| panic!("no `error: app `no-who`` line:\n{stderr}"));
+    println!("{failure}");
     assert!(
         failure.contains("required variable `who`") && failure.contains("SPIN_VARIABLE_WHO"),
         "the failure names the variable: {failure}"
@@ -341,6 +342,7 @@ fn bad_runtime_config_fails_the_app_at_load() {
             .lines()
             .find(|l| l.starts_with(&format!("error: app `bad-{i}`")))
             .unwrap_or_else(|| panic!("no failure line for bad-{i}:\n{stderr}"));
+        println!("{line}");
         assert!(
             line.contains(file) || *file == "unconfigured.toml",
             "names the file: {line}"

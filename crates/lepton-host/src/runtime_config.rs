@@ -331,9 +331,16 @@ impl RuntimeConfig {
     /// Parse `text`, which was read from `path` (used in errors and for relative paths).
     pub fn parse(text: &str, path: &Path) -> Result<Self, RuntimeConfigError> {
         let raw: RawRuntimeConfig =
-            toml::from_str(text).map_err(|e| RuntimeConfigError::Parse {
+            toml::from_str(text).map_err(|e: toml::de::Error| RuntimeConfigError::Parse {
                 path: path.to_path_buf(),
-                message: e.to_string().trim_end().replace('\n', " "),
+                message: match e.span() {
+                    Some(span) => format!(
+                        "line {}: {}",
+                        text[..span.start.min(text.len())].matches('\n').count() + 1,
+                        e.message()
+                    ),
+                    None => e.message().to_string(),
+                },
             })?;
         let mut variables_providers = raw.variables_provider;
         variables_providers.extend(raw.config_provider);
