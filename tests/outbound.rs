@@ -376,6 +376,44 @@ fn outbound_http_policy_self_requests_and_chaining() {
     );
     assert_eq!(upstream.seen().len(), before + 1);
 
+    // wasi:sockets TCP is checked as `tcp://<ip>:<port>`: only the one allowed port connects;
+    // a component without allowed hosts has no network at all.
+    let tcp = |prefix: &str, addr: &str| {
+        let res = request(
+            &app,
+            "GET",
+            &format!("{prefix}/tcp"),
+            &[("x-addr", addr)],
+            b"",
+        )
+        .unwrap_or_else(|e| panic!("GET {prefix}/tcp ({addr}): {e}"));
+        (res.status, res.text())
+    };
+    let before = upstream.seen().len();
+    let other_before = other.seen().len();
+    let (status, raw) = tcp("/sock", &format!("127.0.0.1:{u}"));
+    assert_eq!(status, 200, "{raw}");
+    assert!(
+        raw.starts_with("HTTP/1.1 200 OK\r\n")
+            && raw.ends_with(&format!("\r\n\r\nupstream {u}: GET /tcp\n")),
+        "raw TCP exchange relayed:\n{raw}"
+    );
+    assert_eq!(upstream.seen().len(), before + 1);
+    let access_denied = (502, "tcp error: access-denied\n".to_string());
+    assert_eq!(tcp("/sock", &format!("127.0.0.1:{o}")), access_denied);
+    assert_eq!(
+        tcp("/front", &format!("127.0.0.1:{u}")),
+        access_denied,
+        "http:// entries do not allow tcp"
+    );
+    assert_eq!(tcp("/none", &format!("127.0.0.1:{u}")), access_denied);
+    assert_eq!(upstream.seen().len(), before + 1);
+    assert_eq!(
+        other.seen().len(),
+        other_before,
+        "the denied port was never connected"
+    );
+
     // Runtime-config `block_networks` applies after the allow check: allowed, but 127.0.0.0/8 is
     // blocked, by IP literal and by a name resolving into it. Self requests and chaining stay
     // in-app and are unaffected.
