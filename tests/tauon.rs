@@ -246,6 +246,13 @@ fn tauon_follows_the_directory() {
     let err = status_error(&status, "b.json").unwrap_or_default();
     assert!(err.contains("app:v3"), "{err}");
     assert_eq!(body(&b2_addr), V1_BODY);
+    // When the registry is back, the failed load is retried without touching the file.
+    registry.restart().expect("restart the registry");
+    tauon.wait_status("b.json on v3 once the registry is back", |s| {
+        status_digest(s, "b.json").is_some_and(|d| d != live_p2)
+            && status_error(s, "b.json").is_none()
+    });
+    assert_eq!(body(&b2_addr), V2_BODY);
 
     // SIGTERM: exit 0, with a final status listing nothing running.
     tauon.signal_term();

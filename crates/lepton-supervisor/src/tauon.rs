@@ -16,6 +16,8 @@
 //! - Two files claiming one address or state_dir: the later one is refused, naming both files,
 //!   and is retried whenever another app stops or moves. At startup files are taken in name
 //!   order.
+//! - A load that fails (registry outage, unknown reference) is retried with a backoff (2 s
+//!   doubling to 60 s) while the version serving, if any, keeps serving.
 //! - Status: every transition is logged with app, reference and digest, and a JSON status file
 //!   (by default `<DIR>/.tauon-status.json`, replaced atomically) lists the running apps with
 //!   their resolved digests and the files in error.
@@ -77,7 +79,14 @@ struct FileEntry {
     conflicted: bool,
     /// Number of the latest submission to the supervisor (older results are ignored).
     submitted: u64,
+    /// When to try a failed load again (registry outage, unknown reference), and the backoff.
+    retry_at: Option<Instant>,
+    backoff: Duration,
 }
+
+/// The first and the longest wait before reloading a file whose app failed to load.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 struct Done {
     key: String,
@@ -195,6 +204,7 @@ pub async fn run(
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
         let wake = pending.map(|(first, last)| (last + debounce).min(first + max_wait));
+        let retry = tauon.next_retry();
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = events.recv() => {
@@ -208,6 +218,9 @@ pub async fn run(
                 pending = None;
                 tauon.rescan();
                 tauon.write_status(true);
+            }
+            _ = sleep_until(retry), if retry.is_some() => {
+                tauon.retry_due();
             }
             Some(done) = done_rx.recv() => {
                 tauon.finished(done);
@@ -360,12 +373,16 @@ impl Tauon {
                 error: None,
                 conflicted: false,
                 submitted: 0,
+                retry_at: None,
+                backoff: Duration::ZERO,
             });
             entry.content = disk.content;
             entry.modified = disk.modified;
             match parsed {
                 Ok(spec) => {
                     entry.spec = Some(spec.clone());
+                    entry.retry_at = None;
+                    entry.backoff = Duration::ZERO;
                     entry.error = None;
                     self.submit(key, Some(spec));
                 }
@@ -417,6 +434,8 @@ impl Tauon {
                 Ok(_) => {
                     entry.error = None;
                     entry.conflicted = false;
+                    entry.retry_at = None;
+                    entry.backoff = Duration::ZERO;
                 }
                 Err(failure) => {
                     let message = format!(
@@ -429,6 +448,12 @@ impl Tauon {
                     tracing::error!(file = %done.key, error = %message, "app file not applied");
                     entry.error = Some(message);
                     entry.conflicted = conflict;
+                    if matches!(failure.error, StartError::Load(_)) {
+                        // Pulls fail for reasons that pass (registry outages): try again later.
+                        entry.backoff = (entry.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
+                        entry.retry_at = Some(Instant::now() + entry.backoff);
+                        tracing::info!(file = %done.key, retry_in = ?entry.backoff, "will retry loading");
+                    }
                 }
             }
         }
@@ -446,6 +471,29 @@ impl Tauon {
                 }
                 self.submit(key, Some(spec));
             }
+        }
+    }
+
+    /// When the next failed load is due for a retry.
+    fn next_retry(&self) -> Option<Instant> {
+        self.files.values().filter_map(|e| e.retry_at).min()
+    }
+
+    /// Resubmit every file whose retry is due.
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, AppSpec)> = self
+            .files
+            .iter_mut()
+            .filter(|(_, e)| e.retry_at.is_some_and(|t| t <= now))
+            .filter_map(|(k, e)| {
+                e.retry_at = None;
+                e.spec.clone().map(|s| (k.clone(), s))
+            })
+            .collect();
+        for (key, spec) in due {
+            tracing::info!(file = %key, reference = %spec.reference, "retrying a failed load");
+            self.submit(key, Some(spec));
         }
     }
 
