@@ -138,6 +138,9 @@ fn data_interfaces_variables_kv_sqlite() {
         "a secret's value is never logged"
     );
 
+    // Without max_instance_memory a guest may grow well past 32 MiB (see the next test).
+    assert_eq!(ok(&p2, "GET", "/alloc/64", ""), "allocated 64 MiB");
+
     // Key-value, both SDK generations, default store and `other`.
     for (addr, label) in [
         (&p2, "default"),
@@ -281,7 +284,8 @@ fn data_interfaces_variables_kv_sqlite() {
     assert!(status.success(), "SIGTERM → exit 0, got {status}");
 }
 
-/// Runtime-config problems fail the app at load with the file and key named.
+/// Runtime-config problems fail the app at load with the file and key named; a good one's
+/// in-memory store and `max_instance_memory` apply.
 #[test]
 fn bad_runtime_config_fails_the_app_at_load() {
     require_guest_builds();
@@ -313,7 +317,7 @@ fn bad_runtime_config_fails_the_app_at_load() {
     let good = free_addr();
     std::fs::write(
         work.path().join("good.toml"),
-        "[key_value_store.other]\ntype = \"spin\"\n",
+        "max_instance_memory = 33554432\n[key_value_store.other]\ntype = \"spin\"\n",
     )
     .expect("write");
     apps.push(serde_json::json!({
@@ -333,6 +337,10 @@ fn bad_runtime_config_fails_the_app_at_load() {
     );
     lepton.wait_healthy(&[&good]);
     lepton.wait_stdout_contains("1 of 4 apps serving");
+    // max_instance_memory (32 MiB): a guest growing past it traps (500); the next request runs.
+    assert_eq!(ok(&good, "GET", "/alloc/1", ""), "allocated 1 MiB");
+    assert_eq!(call(&good, "GET", "/alloc/64", "").0, 500);
+    assert_eq!(ok(&good, "GET", "/alloc/2", ""), "allocated 2 MiB");
     // An in-memory `other` store works.
     assert_eq!(ok(&good, "PUT", "/kv/other/a", "1"), "set");
     assert_eq!(ok(&good, "GET", "/kv/other/a", ""), "1");

@@ -3,8 +3,8 @@
 //! status 500 and the SDK error's `Debug` text, so tests see exactly what a guest sees.
 //!
 //! Routes: `GET /var/<key>`; `GET|PUT|DELETE /kv/<label>/<key>`; `GET /kv-exists/<label>/<key>`;
-//! `GET /kv-keys/<label>`; `POST /sql/<database>` (body: one statement; query `p=i:1&p=t:x&p=r:1.5&p=n:`
-//! gives typed parameters).
+//! `GET /kv-keys/<label>`; `GET /alloc/<MiB>` (grows memory); `POST /sql/<database>` (body: one
+//! statement; query `p=i:1&p=t:x&p=r:1.5&p=n:` gives typed parameters).
 
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -50,6 +50,13 @@ fn handle(req: Request) -> Response {
                         out
                     }),
             )
+        }
+        (_, ["alloc", mib]) => {
+            // Touch every byte so the memory is really grown (max_instance_memory tests).
+            let n = mib.parse::<usize>().unwrap_or(0) << 20;
+            let block = std::hint::black_box(vec![1u8; n]);
+            let sum: usize = block.iter().map(|b| *b as usize).sum();
+            Response::new(200, format!("allocated {} MiB", sum >> 20))
         }
         _ => Response::new(404, "no such route"),
     }

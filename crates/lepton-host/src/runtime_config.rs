@@ -9,7 +9,8 @@
 //! What lepton does with the process-level keys: `state_dir` and `log_dir` are accepted but
 //! lepton.json's per-app `state_dir` (which plays the role of Spin's `--state-dir` flag and so
 //! wins over the file) decides where data and logs go; a differing value is logged as a warning.
-//! `max_instance_memory` is parsed and exposed for the runtime to apply.
+//! `max_instance_memory` is enforced by lepton-runtime on every store of the app (a memory may not
+//! grow past it), like Spin's `--max-instance-memory`.
 //!
 //! Relative paths: a `spin`-type key-value store's `path` is relative to the directory of the
 //! runtime-config file; a `spin`-type SQLite database's `path` is relative to lepton's working
@@ -50,7 +51,7 @@ pub struct RuntimeConfig {
     pub state_dir: Option<String>,
     /// `log_dir` (`""` is unset). Accepted; lepton writes logs under `<state_dir>/logs`.
     pub log_dir: Option<String>,
-    /// `max_instance_memory` in bytes.
+    /// `max_instance_memory` in bytes: the most linear memory one instance may grow to.
     pub max_instance_memory: Option<u64>,
     /// `[key_value_store.<label>]`, by label.
     pub key_value_stores: BTreeMap<String, KeyValueStoreConfig>,

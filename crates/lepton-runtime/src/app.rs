@@ -154,8 +154,17 @@ impl PreparedComponent {
             hooks: OutboundHttpHooks::new(self.outbound.clone()),
             data: self.data.instance(&self.id),
             services: lepton_outbound_services::ServicesHost::new(self.services.clone()),
+            limits: wasmtime::StoreLimits::default(),
         };
         let mut store = Store::new(&self.engine, state);
+        // Runtime-config `max_instance_memory`: a memory may not grow past it (the guest sees a
+        // failed `memory.grow`), as Spin's `--max-instance-memory`.
+        if let Some(max) = self.data.runtime_config().max_instance_memory {
+            store.data_mut().limits = wasmtime::StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(max).unwrap_or(usize::MAX))
+                .build();
+            store.limiter(|state| &mut state.limits);
+        }
         // Yield to the executor at every epoch tick so one busy guest cannot hold a thread.
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);

@@ -24,6 +24,8 @@ pub struct HostState {
     pub(crate) data: lepton_host::DataHost,
     /// Outbound Redis, PostgreSQL, MySQL and MQTT connections (lepton-outbound-services).
     pub(crate) services: lepton_outbound_services::ServicesHost,
+    /// The runtime config's `max_instance_memory`, enforced when set.
+    pub(crate) limits: wasmtime::StoreLimits,
 }
 
 impl HostState {
