@@ -3,7 +3,7 @@
 # toolchain and -Zbuild-std. Runs scripts/install-deps.sh first. Works from any directory.
 # Extra arguments are passed to cargo (e.g. --locked, -p hello-p2).
 #
-# Outputs: apps/target/wasm32-wasip2/release/{hello_p2,hello_p3,fileserver,kv_p2,outbound_p2,outbound_p3,data_p2,data_p3}.wasm
+# Outputs: apps/target/wasm32-wasip2/release/{hello_p2,hello_p3,fileserver,kv_p2,outbound_p2,outbound_p3,outbound_legacy,data_p2,data_p3}.wasm
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR="$ROOT/apps/target"
 /usr/bin/cargo build --release --target wasm32-wasip2 -Zbuild-std=std,panic_abort "$@"
 
 OUT="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-for name in hello_p2 hello_p3 fileserver kv_p2 outbound_p2 outbound_p3 data_p2 data_p3; do
+for name in hello_p2 hello_p3 fileserver kv_p2 outbound_p2 outbound_p3 outbound_legacy data_p2 data_p3; do
     if [ -f "$OUT/$name.wasm" ]; then
         echo "$OUT/$name.wasm"
     fi

@@ -132,7 +132,11 @@ allowed_outbound_hosts = {hosts}
 #[test]
 fn outbound_http_policy_self_requests_and_chaining() {
     require_guest_builds();
-    for name in ["outbound_p2.wasm", "outbound_p3.wasm"] {
+    for name in [
+        "outbound_p2.wasm",
+        "outbound_p3.wasm",
+        "outbound_legacy.wasm",
+    ] {
         let wasm = repo_root()
             .join("apps/target/wasm32-wasip2/release")
             .join(name);
@@ -147,6 +151,7 @@ fn outbound_http_policy_self_requests_and_chaining() {
     let reg = registry.addr();
     push("outbound-p2", &format!("{reg}/outbound-p2:v1"));
     push("outbound-p3", &format!("{reg}/outbound-p3:v1"));
+    push("outbound-legacy", &format!("{reg}/outbound-legacy:v1"));
     let bad = single_component_toml(work.path(), "bad-hosts", r#"["https://example.com/api"]"#);
     let out = push_output(&bad, &format!("{reg}/bad-hosts:v1"), &[]);
     assert!(out.status.success(), "push bad-hosts: {out:?}");
@@ -155,6 +160,7 @@ fn outbound_http_policy_self_requests_and_chaining() {
     let other = Upstream::start();
     let app = free_addr();
     let app3 = free_addr();
+    let legacy = free_addr();
     let blocked_app = free_addr();
     std::fs::write(
         work.path().join("runtime-config.toml"),
@@ -183,6 +189,12 @@ fn outbound_http_policy_self_requests_and_chaining() {
                 "runtime_config": "runtime-config.toml",
             },
             {
+                "reference": format!("{reg}/outbound-legacy:v1"),
+                "address": legacy,
+                "state_dir": "state/outbound-legacy",
+                "variables": { "upstream_port": upstream.port.to_string() },
+            },
+            {
                 "reference": format!("{reg}/bad-hosts:v1"),
                 "address": free_addr(),
                 "state_dir": "state/bad",
@@ -201,9 +213,9 @@ fn outbound_http_policy_self_requests_and_chaining() {
         &work.path().join("logs"),
     );
     let started = lepton.wait_started();
-    lepton.wait_healthy(&[&app, &app3, &blocked_app]);
+    lepton.wait_healthy(&[&app, &app3, &blocked_app, &legacy]);
     let stdout = started.expect("lepton starts with one app failing");
-    assert!(stdout.contains("3 of 4 apps serving"), "{stdout}");
+    assert!(stdout.contains("4 of 5 apps serving"), "{stdout}");
 
     // An invalid entry refuses the app at load, naming app, component and entry.
     let stderr = lepton.stderr();
@@ -413,6 +425,27 @@ fn outbound_http_policy_self_requests_and_chaining() {
         other_before,
         "the denied port was never connected"
     );
+
+    // Spin 1.x's `fermyon:spin/http` send-request: same policy, Spin's `http-error` values.
+    let before = upstream.seen().len();
+    assert_eq!(
+        fetch(&legacy, "", &up("/legacy?a=b")),
+        (200, format!("200\nupstream {u}: GET /legacy?a=b\n"))
+    );
+    let not_allowed = (502, "error: destination-not-allowed\n".to_string());
+    assert_eq!(
+        fetch(&legacy, "", &format!("http://127.0.0.1:{o}/x")),
+        not_allowed
+    );
+    assert_eq!(
+        fetch(&legacy, "", "http://back.spin.internal/whoami"),
+        not_allowed
+    );
+    assert_eq!(
+        fetch(&legacy, "", "not a url"),
+        (502, "error: invalid-url\n".to_string())
+    );
+    assert_eq!(upstream.seen().len(), before + 1);
 
     // Runtime-config `block_networks` applies after the allow check: allowed, but 127.0.0.0/8 is
     // blocked, by IP literal and by a name resolving into it. Self requests and chaining stay

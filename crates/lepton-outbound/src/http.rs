@@ -128,7 +128,7 @@ impl OutboundHttp {
         &self.policy
     }
 
-    async fn send(
+    pub(crate) async fn send(
         self: Arc<Self>,
         mut request: Request<WasiBody>,
         options: Option<RequestOptions>,
@@ -248,6 +248,11 @@ impl OutboundHttpHooks {
     /// Hooks applying `ctx`.
     pub fn new(ctx: Arc<OutboundHttp>) -> Self {
         Self { ctx }
+    }
+
+    /// The component's outbound HTTP context.
+    pub fn context(&self) -> &Arc<OutboundHttp> {
+        &self.ctx
     }
 }
 

@@ -8,10 +8,12 @@
 //!   asks.
 //! - [`http`]: outbound wasi-http 0.2 / 0.3 hooks (self requests, service chaining through
 //!   [`LocalDispatch`], the default sender for everything else).
+//! - [`legacy`]: Spin 1.x's unversioned `fermyon:spin/http` `send-request`.
 //! - [`sockets`]: `wasi:sockets` permissions.
 
 pub mod allowed;
 pub mod http;
+pub mod legacy;
 pub mod policy;
 pub mod sockets;
 
@@ -20,5 +22,6 @@ pub use http::{
     DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp, OutboundHttpHooks,
     link_p2_relative_urls,
 };
+pub use legacy::{OutboundView, add_legacy_http_to_linker};
 pub use policy::{BlockedNetworks, OutboundError, OutboundPolicy, VariableResolver, no_variables};
 pub use sockets::configure_sockets;
