@@ -45,6 +45,12 @@ impl lepton_host_unsupported::UnsupportedView for HostState {
     }
 }
 
+impl lepton_outbound::OutboundView for HostState {
+    fn outbound_hooks(&mut self) -> &mut OutboundHttpHooks {
+        &mut self.hooks
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -92,6 +98,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(link("wasi:http@0.2"))?;
     lepton_outbound::link_p2_relative_urls(&mut linker).map_err(link("wasi:http@0.2"))?;
+    lepton_outbound::add_legacy_http_to_linker(&mut linker).map_err(link("fermyon:spin/http"))?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
     lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
     lepton_host_unsupported::add_to_linker(&mut linker).map_err(link("fermyon:spin/llm"))?;
