@@ -503,6 +503,9 @@ async fn execute(
     match before {
         Some((old_spec, previous)) if old_spec.address == spec.address => {
             // Same address: publish the new version to the listener already serving.
+            let mut status = status;
+            // The address actually bound (port 0 picked one) stays the same.
+            status.address = previous.address;
             let old = {
                 let mut state = inner.state();
                 if state.shutting_down {
@@ -536,6 +539,9 @@ async fn execute(
                         address: spec.address,
                         source,
                     })?;
+            // The address actually bound (port 0 picks one).
+            let mut status = status;
+            status.address = listener.local_addr();
             let (current, current_rx) = watch::channel(Arc::new(ready.http));
             let (stop, stop_rx) = watch::channel(false);
             let old = {
