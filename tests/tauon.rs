@@ -421,7 +421,7 @@ fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
         &dir,
         &work.path().join("cache"),
         &work.path().join("logs"),
-        &["--drain-timeout", "120"],
+        &["--drain-timeout", "600"],
     );
     tauon.wait_status("app on v1", |s| {
         status_digest(s, "app.json").as_deref() == Some(&d1)
