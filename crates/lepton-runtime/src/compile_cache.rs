@@ -1,7 +1,8 @@
 //! Compile each component once and keep the artifact on disk.
 //!
-//! Artifacts live at `<cache root>/compiled/<engine key>/<sha256 hex>.cwasm`, keyed by the
-//! component's content digest and by a hash of everything in the engine configuration that affects
+//! Artifacts live at `<cache root>/compiled/<engine key>/<sha256 hex>-<tag>.cwasm`, keyed by the
+//! component's content digest, by how it is rewritten before compiling (the `<tag>`: see
+//! `componentize`), and by a hash of everything in the engine configuration that affects
 //! compiled code (`Engine::precompile_compatibility_hash`), so a wasmtime upgrade or a config change
 //! never loads a stale artifact. Deserialising an artifact is `unsafe` in wasmtime (it trusts the
 //! machine code), so each artifact is written atomically with a SHA-256 sidecar that is checked
@@ -100,7 +101,9 @@ impl CompileCache {
         };
         let hex = match kind {
             WasmKind::CoreModule => format!("{hex}-{}", componentize::componentize_tag()),
-            WasmKind::Component => hex,
+            // A component's rc-versioned WASI names may be rewritten before compiling
+            // (`componentize::rename_rc_versions`), so its key names the rewrite too.
+            WasmKind::Component => format!("{hex}-{}", componentize::rename_tag()),
         };
         // One slot per digest: concurrent loads of the same component wait for the first one
         // instead of compiling it again.
@@ -139,7 +142,10 @@ impl CompileCache {
         };
         let wasm = match kind {
             WasmKind::CoreModule => componentize::componentize(component_id, &wasm)?,
-            WasmKind::Component => wasm,
+            WasmKind::Component => match componentize::rename_rc_versions(component_id, &wasm)? {
+                std::borrow::Cow::Borrowed(_) => wasm,
+                std::borrow::Cow::Owned(renamed) => renamed,
+            },
         };
         let started = std::time::Instant::now();
         let component = Component::new(engine, &wasm).map_err(|e| RuntimeError::Compile {
@@ -316,7 +322,7 @@ mod tests {
             .dir
             .as_ref()
             .expect("dir")
-            .join(format!("{hex}.cwasm"));
+            .join(format!("{hex}-{}.cwasm", componentize::rename_tag()));
         let mut bytes = std::fs::read(&artifact).expect("artifact");
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
