@@ -584,3 +584,52 @@ fn tauon_refuses_a_missing_directory() {
         "the error names the directory: {stderr}"
     );
 }
+
+#[test]
+fn tauon_cuts_off_requests_that_outlive_the_drain_timeout() {
+    require_guest_builds();
+    let work = tempfile::tempdir().expect("tempdir");
+    let registry = TestRegistry::start().expect("start docker-registry");
+    let reg = registry.addr();
+    let v1 = format!("{reg}/app:v1");
+    let v2 = format!("{reg}/app:v2");
+    let d1 = push_digest("hello-p2", &v1);
+    let d2 = push_digest("hello-p3", &v2);
+
+    let dir = work.path().join("apps");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let addr = free_addr();
+    let file = dir.join("app.json");
+    std::fs::write(&file, app_json(&v1, &addr, "state")).expect("write");
+    let mut tauon = Tauon::start(
+        &dir,
+        &work.path().join("cache"),
+        &work.path().join("logs"),
+        &["--drain-timeout", "1"],
+    );
+    tauon.wait_status("app on v1", |s| {
+        status_digest(s, "app.json").as_deref() == Some(&d1)
+    });
+
+    // A request on v1 that never completes (its body is never sent)...
+    let mut stuck = start_slow_echo(&addr, "never sent");
+    write_atomically(&file, &app_json(&v2, &addr, "state"));
+    tauon.wait_status("app on v2", |s| {
+        status_digest(s, "app.json").as_deref() == Some(&d2)
+    });
+    assert_eq!(body(&addr), V2_BODY);
+    // ...is cut off once the 1 s drain bound has passed: the connection closes without a
+    // response, and v1 is released.
+    tauon.wait_log("cutting off the previous version's remaining requests");
+    let mut rest = Vec::new();
+    let _ = stuck.read_to_end(&mut rest);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1 200"),
+        "a cut-off request must not get a response: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    tauon.wait_log("previous version released");
+    assert_eq!(body(&addr), V2_BODY);
+    tauon.signal_term();
+    assert!(tauon.wait_exit(Duration::from_secs(30)).success());
+}

@@ -11,7 +11,8 @@
 //! components on the shared engine → instantiate each once as a check → build its HTTP router →
 //! serve. A replace on the same address publishes the new version in the listener's `watch`
 //! channel: new requests see it at once while in-flight ones finish on the old version, which is
-//! released when the last of them is done (waited for up to the drain timeout). A replace that
+//! released when the last of them is done (waited for up to the drain timeout, after which the
+//! requests still running on it are cut off). A replace that
 //! moves the app binds the new address first and then stops the old listener (draining it).
 //! Whatever fails, the version already serving keeps serving.
 
@@ -585,21 +586,29 @@ async fn stop_listener(app: RunningApp) {
 }
 
 /// Wait (in the background, up to `drain`) for the requests still using a replaced version to
-/// finish, then log its release.
+/// finish, then log its release; past `drain`, cut off the ones still running.
 fn release_when_drained(key: String, digest: String, old: Arc<HttpApp>, drain: Duration) {
     let weak = Arc::downgrade(&old);
     drop(old);
     tokio::spawn(async move {
         let deadline = Instant::now() + drain;
+        let mut cut = false;
         loop {
             let in_flight = weak.strong_count();
             if in_flight == 0 {
-                tracing::info!(%key, %digest, "previous version released: its in-flight requests finished");
+                tracing::info!(%key, %digest, cut_off = cut, "previous version released: its in-flight requests finished");
                 return;
             }
-            if Instant::now() >= deadline {
-                tracing::warn!(%key, %digest, in_flight, "drain timeout: previous version still has requests in flight; they keep their instances until they finish");
+            if cut && Instant::now() >= deadline + Duration::from_secs(5) {
+                tracing::warn!(%key, %digest, in_flight, "previous version still referenced 5 s after its requests were cut off");
                 return;
+            }
+            if !cut && Instant::now() >= deadline {
+                tracing::warn!(%key, %digest, in_flight, "drain timeout: cutting off the previous version's remaining requests");
+                if let Some(old) = weak.upgrade() {
+                    old.cut_off();
+                }
+                cut = true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -79,6 +79,8 @@ pub struct HttpApp {
     executors: Arc<ChainDispatch>,
     statics: Vec<StaticResponse>,
     info: Bytes,
+    /// Set once this version's drain bound has passed: its remaining requests are cut off.
+    cut_off: tokio::sync::watch::Sender<bool>,
 }
 
 impl HttpApp {
@@ -215,7 +217,23 @@ impl HttpApp {
             executors,
             statics,
             info: info_json(locked),
+            cut_off: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Cut off every request still in flight on this version: responses not yet started are
+    /// answered by closing the connection, streaming ones end with an error. The supervisor
+    /// calls this when a replaced or stopped version outlives its drain timeout.
+    pub fn cut_off(&self) {
+        self.cut_off.send_replace(true);
+    }
+
+    /// Resolves once [`HttpApp::cut_off`] has been called.
+    pub fn cut_off_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.cut_off.subscribe();
+        async move {
+            let _ = rx.wait_for(|cut| *cut).await;
+        }
     }
 
     /// The app's name.

@@ -23,9 +23,11 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::app::HttpApp;
 
-/// A response body that keeps the app version that produced it alive until it is done.
+/// A response body that keeps the app version that produced it alive until it is done, and
+/// ends with an error (aborting the connection) if that version is cut off first.
 struct HoldVersion {
     body: WasiBody,
+    cut_off: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     _app: Arc<HttpApp>,
 }
 
@@ -37,6 +39,11 @@ impl http_body::Body for HoldVersion {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.cut_off.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(
+                wasmtime_wasi_http::Error::ConnectionTerminated,
+            )));
+        }
         std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -48,6 +55,19 @@ impl http_body::Body for HoldVersion {
         self.body.size_hint()
     }
 }
+
+/// A request abandoned because its app version was cut off after its drain timeout; hyper closes
+/// the connection.
+#[derive(Debug)]
+struct CutOff;
+
+impl std::fmt::Display for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request cut off: its app version outlived the drain timeout")
+    }
+}
+
+impl std::error::Error for CutOff {}
 
 /// A bound, not yet serving, listener.
 pub struct HttpListener {
@@ -104,12 +124,17 @@ impl HttpListener {
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let current = app.borrow().clone();
                 async move {
-                    let res = current.handle(req, "http", client).await;
+                    let mut cut_off = Box::pin(current.cut_off_signal());
+                    let res = tokio::select! {
+                        res = current.handle(req, "http", client) => res,
+                        () = &mut cut_off => return Err(CutOff),
+                    };
                     // The version stays referenced until its response body is done, so a
                     // replaced version counts as drained only once its streams have finished.
-                    Ok::<_, std::convert::Infallible>(res.map(|body| {
+                    Ok(res.map(|body| {
                         HoldVersion {
                             body,
+                            cut_off,
                             _app: current,
                         }
                         .boxed_unsync()
