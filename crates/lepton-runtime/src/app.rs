@@ -464,6 +464,12 @@ fn describe_link_error(err: &wasmtime::Error) -> String {
     if let Some(rest) = text.split("imports instance `").nth(1)
         && let Some(name) = rest.split('`').next()
     {
+        if let Some(rc) = crate::componentize::rc_name_of(name) {
+            return format!(
+                "it imports `{rc}`, a WASI release-candidate interface lepton serves through its \
+                 0.3.0 implementation, and it does not match 0.3.0 ({text})"
+            );
+        }
         return format!("it imports `{name}`, which lepton does not provide ({text})");
     }
     text

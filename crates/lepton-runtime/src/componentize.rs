@@ -229,6 +229,12 @@ fn renamed(name: &str) -> Option<String> {
         .then(|| format!("{interface}@{RENAMED_VERSION}"))
 }
 
+/// The original rc name of a name [`rename_rc_versions`] produced, for error messages.
+pub(crate) fn rc_name_of(name: &str) -> Option<String> {
+    let interface = name.strip_suffix(RENAMED_VERSION)?.strip_suffix('@')?;
+    Some(format!("{interface}@{RC_VERSION}"))
+}
+
 /// One top-level section of the output: copied, or re-encoded with renamed names.
 enum Section {
     Raw(u8, std::ops::Range<usize>),
@@ -610,6 +616,11 @@ mod tests {
             err.contains("wasi:random/random@0.3.0+rc-2026-03-15"),
             "{err}"
         );
+        assert_eq!(
+            rc_name_of("wasi:random/random@0.3.0+rc-2026-03-15").as_deref(),
+            Some("wasi:random/random@0.3.0-rc-2026-03-15")
+        );
+        assert_eq!(rc_name_of("wasi:random/random@0.3.0"), None);
         // So does an rc function 0.3.0 does not have.
         let (_, linked) = load(
             r#"(component (import "wasi:random/random@0.3.0-rc-2026-03-15" (instance
