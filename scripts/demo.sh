@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 start_registry "$DEMO" "$REG"
 
-apps=(hello-p2 hello-p3 routes static)
+apps=(hello-p2 hello-p3 routes static py-p3 js)
 for app in "${apps[@]}"; do
     "$LEPTON" push "apps/$app/spin.toml" "$REG/$app:v1"
 done
@@ -38,7 +38,12 @@ done
     for app in "${apps[@]}"; do
         port=$((BASE_PORT + i))
         [ $i -gt 0 ] && echo ','
-        printf '  { "reference": "%s/%s:v1", "address": "127.0.0.1:%s", "state_dir": "state/%s" }' "$REG" "$app" "$port" "$app"
+        extra=""
+        case "$app" in
+            # Python and JS apps read the `target` variable: set it per app here.
+            py-p3 | js) extra=', "variables": { "target": "lepton demo" }' ;;
+        esac
+        printf '  { "reference": "%s/%s:v1", "address": "127.0.0.1:%s", "state_dir": "state/%s"%s }' "$REG" "$app" "$port" "$app" "$extra"
         i=$((i + 1))
     done
     echo
@@ -54,6 +59,9 @@ echo "  curl http://127.0.0.1:$BASE_PORT/                      # hello-p2 (wasi:
 echo "  curl http://127.0.0.1:$((BASE_PORT + 1))/                      # hello-p3 (wasi:http 0.3)"
 echo "  curl http://127.0.0.1:$((BASE_PORT + 2))/users/7/posts/42      # routes: named segments"
 echo "  curl http://127.0.0.1:$((BASE_PORT + 3))/static/large.txt      # static files"
+echo "  curl http://127.0.0.1:$((BASE_PORT + 4))/vars                  # py-p3 (Python, wasi:http 0.3): variables"
+echo "  curl -X PUT --data hi http://127.0.0.1:$((BASE_PORT + 4))/kv/k; curl http://127.0.0.1:$((BASE_PORT + 4))/kv/k   # key-value, kept in state/py-p3"
+echo "  curl -X POST http://127.0.0.1:$((BASE_PORT + 5))/sql/init; curl --data note http://127.0.0.1:$((BASE_PORT + 5))/sql/notes   # js: SQLite"
 echo
 "$LEPTON" "$DEMO/lepton.json" --cache-dir "$DEMO/cache" &
 LEPTON_PID=$!
