@@ -90,7 +90,7 @@ fn start_serving(manifest: &Path, work: &Path, app: &str, addr: &str) -> Lepton 
     lepton
 }
 
-/// lepton's `compiled component` log lines (component, digest, elapsed_ms).
+/// lepton's `compiled component` log lines (component, cache_key, elapsed_ms).
 fn compile_log(lepton: &Lepton) -> Vec<String> {
     lepton
         .stderr()

@@ -154,7 +154,7 @@ impl CompileCache {
         })?;
         tracing::info!(
             component = component_id,
-            digest = %format!("sha256:{hex}"),
+            cache_key = %hex,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compiled component"
         );
