@@ -6,6 +6,7 @@
 //! → `AppSpec`s → supervisor → loader (`lepton-oci`) → runtime (`lepton-runtime`) → HTTP trigger
 //! (`lepton-trigger-http`).
 
+mod outcome;
 pub mod spec;
 pub mod supervisor;
 pub mod tauon;
