@@ -401,8 +401,20 @@ fn join_load(handles: Vec<std::thread::JoinHandle<LoadReport>>) -> LoadReport {
     total
 }
 
-#[test]
-fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
+/// One app, `app.json`, served by tauon on v1 (hello-p2), with v2 (hello-p3) pushed and ready.
+struct V1App {
+    _work: tempfile::TempDir,
+    _registry: TestRegistry,
+    addr: String,
+    file: std::path::PathBuf,
+    v1: String,
+    d1: String,
+    v2: String,
+    d2: String,
+    tauon: Tauon,
+}
+
+fn start_on_v1(drain_timeout: &str) -> V1App {
     require_guest_builds();
     let work = tempfile::tempdir().expect("tempdir");
     let registry = TestRegistry::start().expect("start docker-registry");
@@ -421,11 +433,37 @@ fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
         &dir,
         &work.path().join("cache"),
         &work.path().join("logs"),
-        &["--drain-timeout", "600"],
+        &["--drain-timeout", drain_timeout],
     );
     tauon.wait_status("app on v1", |s| {
         status_digest(s, "app.json").as_deref() == Some(&d1)
     });
+    V1App {
+        _work: work,
+        _registry: registry,
+        addr,
+        file,
+        v1,
+        d1,
+        v2,
+        d2,
+        tauon,
+    }
+}
+
+#[test]
+fn tauon_switches_versions_under_load_and_drains_on_sigterm() {
+    let V1App {
+        _work,
+        _registry,
+        addr,
+        file,
+        v1,
+        d1,
+        v2,
+        d2,
+        mut tauon,
+    } = start_on_v1("600");
     assert_eq!(body(&addr), V1_BODY);
 
     // A request in flight on v1 (its body not sent yet) across all the switches.
@@ -587,29 +625,17 @@ fn tauon_refuses_a_missing_directory() {
 
 #[test]
 fn tauon_cuts_off_requests_that_outlive_the_drain_timeout() {
-    require_guest_builds();
-    let work = tempfile::tempdir().expect("tempdir");
-    let registry = TestRegistry::start().expect("start docker-registry");
-    let reg = registry.addr();
-    let v1 = format!("{reg}/app:v1");
-    let v2 = format!("{reg}/app:v2");
-    let d1 = push_digest("hello-p2", &v1);
-    let d2 = push_digest("hello-p3", &v2);
-
-    let dir = work.path().join("apps");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let addr = free_addr();
-    let file = dir.join("app.json");
-    std::fs::write(&file, app_json(&v1, &addr, "state")).expect("write");
-    let mut tauon = Tauon::start(
-        &dir,
-        &work.path().join("cache"),
-        &work.path().join("logs"),
-        &["--drain-timeout", "1"],
-    );
-    tauon.wait_status("app on v1", |s| {
-        status_digest(s, "app.json").as_deref() == Some(&d1)
-    });
+    let V1App {
+        _work,
+        _registry,
+        addr,
+        file,
+        v1: _,
+        d1: _,
+        v2,
+        d2,
+        mut tauon,
+    } = start_on_v1("1");
 
     // A request on v1 that never completes (its body is never sent)...
     let mut stuck = start_slow_echo(&addr, "never sent");
