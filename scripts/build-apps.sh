@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR="$ROOT/apps/target"
 /usr/bin/cargo build --release --target wasm32-wasip2 -Zbuild-std=std,panic_abort "$@"
 
 OUT="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-for name in hello_p2 hello_p3 fileserver kv_p2 outbound_p2 outbound_p3 outbound_legacy data_p2 data_p3; do
+for name in hello_p2 hello_p3 hostile_p2 hostile_p3 fileserver kv_p2 outbound_p2 outbound_p3 outbound_legacy data_p2 data_p3; do
     if [ -f "$OUT/$name.wasm" ]; then
         echo "$OUT/$name.wasm"
     fi
