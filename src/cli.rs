@@ -33,6 +33,63 @@ impl RegistryArgs {
     }
 }
 
+/// Host-wide per-app limits (an app's own `limits` win) and listener connection limits, common
+/// to both binaries. The defaults are the README's.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Default `request_timeout_ms`: how long a request may run, to its last response byte.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub request_timeout_ms: u64,
+    /// Default `memory_mib`: memory per instance, all its memories and tables together.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub memory_mib: u64,
+    /// Default `max_concurrent_requests` per app.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_requests: u32,
+    /// Default `max_queued_requests` per app (waiting for a slot; then 503).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_queued_requests: u32,
+    /// Default `max_request_body_bytes` (413 past it).
+    #[arg(long, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    pub max_request_body_bytes: u64,
+    /// A request head must arrive within this many milliseconds (slowloris; also the longest
+    /// idle gap between HTTP/1 keep-alive requests).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub header_read_timeout_ms: u64,
+    /// Connections with no request in flight are closed after this many milliseconds.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_timeout_ms: u64,
+    /// The largest request head in bytes (431 past it).
+    #[arg(long, default_value_t = 64 << 10, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
+    pub max_header_bytes: u64,
+    /// Open connections at once per listener; more wait in the kernel's backlog.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+impl LimitArgs {
+    /// The host-wide app limits.
+    pub fn app_limits(&self) -> lepton_runtime::AppLimits {
+        lepton_runtime::AppLimits {
+            request_timeout_ms: self.request_timeout_ms,
+            memory_mib: self.memory_mib,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_queued_requests: self.max_queued_requests,
+            max_request_body_bytes: self.max_request_body_bytes,
+        }
+    }
+
+    /// The listeners' connection limits.
+    pub fn connection_limits(&self) -> lepton_trigger_http::ConnectionLimits {
+        lepton_trigger_http::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// Log to stderr with `LEPTON_LOG` as the filter (default `info`), colours only on a terminal.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
@@ -57,7 +114,10 @@ pub fn block_on(fut: impl Future<Output = Result<()>>) -> std::process::ExitCode
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fut) {
+    let result = runtime.block_on(fut);
+    // Work still on the blocking pool (a SQLite query, a compile) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -66,11 +126,25 @@ pub fn block_on(fut: impl Future<Output = Result<()>>) -> std::process::ExitCode
     }
 }
 
+/// Stop `supervisor`'s apps within `drain` plus a small margin whatever their guests do: the
+/// supervisor drains, then cuts off every version (stopping its guests at their next tick).
+/// (`lepton` calls this; tauon's loop stops its supervisor itself.)
+#[allow(dead_code)]
+pub async fn shutdown(supervisor: &AppSupervisor, drain: Duration) {
+    if tokio::time::timeout(drain + Duration::from_millis(500), supervisor.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown did not finish within the drain timeout; exiting anyway");
+    }
+}
+
 /// The shared engine, compile cache and loader, under one supervisor.
 pub fn supervisor(
     cache_dir: Option<PathBuf>,
     registry: RegistryOptions,
     drain: Duration,
+    limits: &LimitArgs,
 ) -> Result<AppSupervisor> {
     // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
     let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
@@ -85,6 +159,8 @@ pub fn supervisor(
         compile_cache,
         SupervisorConfig {
             drain_timeout: drain,
+            default_limits: limits.app_limits(),
+            connection_limits: limits.connection_limits(),
         },
     ))
 }

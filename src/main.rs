@@ -22,6 +22,9 @@ struct Cli {
     #[command(flatten)]
     registry: cli::RegistryArgs,
 
+    #[command(flatten)]
+    limits: cli::LimitArgs,
+
     /// Where pulled artifacts and compiled components are cached.
     #[arg(long, env = "LEPTON_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
@@ -71,6 +74,7 @@ async fn run(cli: Cli) -> Result<()> {
                 cli.cache_dir,
                 registry,
                 Duration::from_secs(cli.drain_timeout),
+                &cli.limits,
             )
             .await
         }
@@ -82,13 +86,14 @@ async fn serve(
     cache_dir: Option<PathBuf>,
     registry: RegistryOptions,
     drain: Duration,
+    limits: &cli::LimitArgs,
 ) -> Result<()> {
     // Everything about the manifest is checked before anything is pulled or bound.
     let manifest = Manifest::load(file)?;
     if manifest.apps.is_empty() {
         bail!("{}: `apps` is empty; nothing to run", file.display());
     }
-    let supervisor = cli::supervisor(cache_dir, registry, drain)?;
+    let supervisor = cli::supervisor(cache_dir, registry, drain, limits)?;
 
     let total = manifest.apps.len();
     let specs: Vec<(String, lepton_supervisor::AppSpec)> = manifest
@@ -121,6 +126,15 @@ async fn serve(
             "Serving http://{} ({} from {}, {})",
             app.address, app.name, app.reference, app.digest
         );
+        let l = &app.limits;
+        println!(
+            "  limits: request_timeout_ms={} memory_mib={} max_concurrent_requests={} max_queued_requests={} max_request_body_bytes={}",
+            l.request_timeout_ms,
+            l.memory_mib,
+            l.max_concurrent_requests,
+            l.max_queued_requests,
+            l.max_request_body_bytes
+        );
         for route in &app.routes {
             println!("  {route}");
         }
@@ -129,6 +143,6 @@ async fn serve(
 
     cli::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
-    supervisor.shutdown().await;
+    cli::shutdown(&supervisor, drain).await;
     Ok(())
 }

@@ -433,7 +433,16 @@ fn start_on_v1(drain_timeout: &str) -> V1App {
         &dir,
         &work.path().join("cache"),
         &work.path().join("logs"),
-        &["--drain-timeout", drain_timeout],
+        &[
+            "--drain-timeout",
+            drain_timeout,
+            // The streamed-response check echoes 24 MiB; the upload held across 20 switches may
+            // outlive the default 30 s request timeout on a slow machine.
+            "--max-request-body-bytes",
+            "33554432",
+            "--request-timeout-ms",
+            "600000",
+        ],
     );
     tauon.wait_status("app on v1", |s| {
         status_digest(s, "app.json").as_deref() == Some(&d1)

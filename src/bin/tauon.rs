@@ -23,6 +23,9 @@ struct Cli {
     #[command(flatten)]
     registry: cli::RegistryArgs,
 
+    #[command(flatten)]
+    limits: cli::LimitArgs,
+
     /// Where pulled artifacts and compiled components are cached.
     #[arg(long, env = "LEPTON_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -53,6 +56,7 @@ async fn run(args: Cli) -> Result<()> {
         args.cache_dir,
         args.registry.options(),
         Duration::from_secs(args.drain_timeout),
+        &args.limits,
     )?;
     let opts = TauonOptions {
         dir: args.dir,

@@ -21,9 +21,13 @@ use wasmtime_wasi_http::handler::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre as P3ServicePre;
 
+use std::time::Instant;
+
 use crate::compile_cache::CompileCache;
+use crate::cpu::{AppCpu, CpuScheduler};
 use crate::engine::RuntimeEngine;
 use crate::host::{HostState, OutboundHttpHooks};
+use crate::limits::{AppLimits, CutOff, InstanceBudget, TickPolicy};
 use crate::logs::ComponentLogs;
 use crate::{RuntimeError, chain};
 
@@ -76,6 +80,17 @@ pub struct PreparedComponent {
     data: Arc<lepton_host::AppHost>,
     outbound: Arc<lepton_outbound::OutboundHttp>,
     services: Arc<lepton_outbound_services::ServicesConfig>,
+    guard: VersionGuard,
+}
+
+/// What every store of one app version shares for enforcing its limits.
+#[derive(Clone)]
+struct VersionGuard {
+    app: Arc<str>,
+    limits: AppLimits,
+    cut_off: CutOff,
+    scheduler: Arc<CpuScheduler>,
+    cpu: Arc<AppCpu>,
 }
 
 impl PreparedComponent {
@@ -154,21 +169,50 @@ impl PreparedComponent {
             hooks: OutboundHttpHooks::new(self.outbound.clone()),
             data: self.data.instance(&self.id),
             services: lepton_outbound_services::ServicesHost::new(self.services.clone()),
-            limits: wasmtime::StoreLimits::default(),
+            // `memory_mib` over all memories and tables; runtime-config `max_instance_memory`
+            // per memory, as Spin's `--max-instance-memory`. Past either, the guest sees a
+            // failed `memory.grow`.
+            limits: InstanceBudget::new(
+                self.guard.limits.memory_bytes(),
+                self.data
+                    .runtime_config()
+                    .max_instance_memory
+                    .map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
+            ),
         };
         let mut store = Store::new(&self.engine, state);
-        // Runtime-config `max_instance_memory`: a memory may not grow past it (the guest sees a
-        // failed `memory.grow`), as Spin's `--max-instance-memory`.
-        if let Some(max) = self.data.runtime_config().max_instance_memory {
-            store.data_mut().limits = wasmtime::StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(max).unwrap_or(usize::MAX))
-                .build();
+        if !crate::limits::enforced() {
             store.limiter(|state| &mut state.limits);
+            store.data_mut().limits = InstanceBudget::new(usize::MAX, None);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_async_yield_and_update(1);
+            return Ok(store);
         }
-        // Yield to the executor at every epoch tick so one busy guest cannot hold a thread.
+        store.limiter(|state| &mut state.limits);
+        // At every epoch tick: stop the guest past its deadline or its version's cut-off, else
+        // yield, waiting for a CPU lane once the request is CPU-bound (see `crate::cpu`).
+        let guard = &self.guard;
+        let mut policy = TickPolicy {
+            app: guard.app.clone(),
+            deadline: Instant::now() + guard.limits.request_timeout(),
+            cut_off: guard.cut_off.clone(),
+            scheduler: guard.scheduler.clone(),
+            cpu: guard.cpu.clone(),
+            ticks: 0,
+        };
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(move |_| policy.on_tick());
         Ok(store)
+    }
+
+    /// The app's limits, as this version enforces them.
+    pub fn limits(&self) -> &AppLimits {
+        &self.guard.limits
+    }
+
+    /// The version's cut-off switch (shared by all its components).
+    pub fn cut_off(&self) -> &CutOff {
+        &self.guard.cut_off
     }
 }
 
@@ -188,12 +232,16 @@ pub struct AppConfig {
     /// The address the app is served on: where its self requests (relative URLs) go. `None`
     /// refuses self requests.
     pub listen_address: Option<std::net::SocketAddr>,
+    /// The app's limits (defaults already applied).
+    pub limits: AppLimits,
 }
 
 /// All components of one app version, prepared.
 pub struct RuntimeApp {
     components: Vec<Arc<PreparedComponent>>,
     chaining: Arc<lepton_outbound::LocalDispatchSlot>,
+    limits: AppLimits,
+    cut_off: CutOff,
 }
 
 impl RuntimeApp {
@@ -219,9 +267,17 @@ impl RuntimeApp {
         let mut components = Vec::with_capacity(locked.components.len());
         let chaining = Arc::new(lepton_outbound::LocalDispatchSlot::default());
         let blocked = blocked_networks(config, &data)?;
+        let guard = VersionGuard {
+            app: config.name.as_str().into(),
+            limits: config.limits,
+            cut_off: CutOff::default(),
+            scheduler: engine.cpu_scheduler().clone(),
+            cpu: Arc::default(),
+        };
         for component in &locked.components {
             let outbound = outbound_http(config, component, &data, &blocked, &chaining)?;
-            let mut prepared = prepare_component(engine, cache, component, log_dir, &data).await?;
+            let mut prepared =
+                prepare_component(engine, cache, component, log_dir, &data, guard.clone()).await?;
             prepared.outbound = Arc::new(outbound);
             prepared.services = services_config(&prepared.outbound, &data);
             components.push(Arc::new(prepared));
@@ -229,7 +285,19 @@ impl RuntimeApp {
         Ok(Self {
             components,
             chaining,
+            limits: config.limits,
+            cut_off: guard.cut_off,
         })
+    }
+
+    /// The app's limits.
+    pub fn limits(&self) -> &AppLimits {
+        &self.limits
+    }
+
+    /// This version's cut-off switch: once cut, its guests are stopped at their next tick.
+    pub fn cut_off(&self) -> &CutOff {
+        &self.cut_off
     }
 
     /// Install the app's service-chaining dispatcher (the HTTP trigger, held weakly): requests to
@@ -259,6 +327,7 @@ async fn prepare_component(
     component: &LockedComponent,
     log_dir: &Path,
     data: &Arc<lepton_host::AppHost>,
+    guard: VersionGuard,
 ) -> Result<PreparedComponent, RuntimeError> {
     let id = component.id.clone();
     let wasm_path = file_url_path(&id, component.source.content.source.as_deref())?;
@@ -332,6 +401,7 @@ async fn prepare_component(
         data: data.clone(),
         outbound: Arc::new(lepton_outbound::OutboundHttp::deny_all()),
         services: Arc::new(lepton_outbound_services::ServicesConfig::deny_all()),
+        guard,
     })
 }
 

@@ -17,9 +17,9 @@
 //!   dirtied instead of `memset`ting the whole keep-resident region; in a `perf` profile of the
 //!   hello benchmark `memset` fell from 10% to under 1% of samples. What remains is mostly the
 //!   `mprotect` (and its TLB-shootdown IPIs) wasmtime issues when a slot's heap limit changes.
-//! - **Epoch interruption** with a 10 ms tick: every store yields to the async executor at each
-//!   tick, so one busy guest cannot monopolise a runtime thread; later request deadlines are a
-//!   count of ticks.
+//! - **Epoch interruption** with a 10 ms tick: at each tick a store's callback stops a guest past
+//!   its request deadline or its version's cut-off, else yields to the async executor, and once
+//!   a request is CPU-bound it waits for a fair CPU lane ([`crate::cpu`]).
 //! - wasmtime's own compilation cache is off: [`crate::CompileCache`] keys artifacts by the
 //!   component's content digest instead of hashing the bytes again.
 
@@ -75,6 +75,11 @@ pub struct RuntimeEngineConfig {
     pub pagemap_scan: wasmtime::Enabled,
     /// How many decommits the pooling allocator batches before flushing them.
     pub decommit_batch_size: usize,
+    /// CPU lanes for CPU-bound requests (see [`crate::cpu`]); `LEPTON_CPU_LANES`, default one
+    /// fewer than the cores, at least one.
+    pub cpu_lanes: usize,
+    /// Epoch ticks a request runs before it counts as CPU-bound; `LEPTON_CPU_GRACE_TICKS`.
+    pub cpu_grace_ticks: u32,
 }
 
 impl Default for RuntimeEngineConfig {
@@ -90,6 +95,10 @@ impl Default for RuntimeEngineConfig {
                 _ => wasmtime::Enabled::Auto,
             },
             decommit_batch_size: env_usize("LEPTON_DECOMMIT_BATCH").unwrap_or(1).max(1),
+            cpu_lanes: env_usize("LEPTON_CPU_LANES")
+                .unwrap_or_else(crate::cpu::CpuScheduler::default_lanes)
+                .max(1),
+            cpu_grace_ticks: env_u32("LEPTON_CPU_GRACE_TICKS").unwrap_or(1),
         }
     }
 }
@@ -107,7 +116,9 @@ pub struct RuntimeEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     pooling: bool,
+    max_instances: u32,
     ticker: EpochTicker,
+    cpu: Arc<crate::cpu::CpuScheduler>,
 }
 
 impl RuntimeEngine {
@@ -138,11 +149,19 @@ impl RuntimeEngine {
         }
         let linker = Arc::new(crate::host::build_linker(&engine)?);
         let ticker = EpochTicker::start(engine.clone());
+        let cpu = crate::cpu::CpuScheduler::new(config.cpu_lanes, config.cpu_grace_ticks);
+        tracing::info!(
+            lanes = cpu.lanes(),
+            grace_ticks = cpu.grace_ticks(),
+            "CPU-bound requests share lanes fairly between apps"
+        );
         Ok(Self {
             engine,
             linker,
             pooling,
+            max_instances: config.max_instances.max(1),
             ticker,
+            cpu,
         })
     }
 
@@ -154,6 +173,17 @@ impl RuntimeEngine {
     /// The linker holding every host interface lepton provides.
     pub fn linker(&self) -> &Arc<Linker<HostState>> {
         &self.linker
+    }
+
+    /// The CPU lane scheduler every store's epoch callback consults.
+    pub fn cpu_scheduler(&self) -> &Arc<crate::cpu::CpuScheduler> {
+        &self.cpu
+    }
+
+    /// How many instances can exist at once: the pooling allocator's slots, or `None` with
+    /// on-demand allocation (bounded by memory only).
+    pub fn instance_capacity(&self) -> Option<u32> {
+        self.pooling.then_some(self.max_instances)
     }
 
     /// Whether the pooling allocator is in use.

@@ -24,8 +24,8 @@ pub struct HostState {
     pub(crate) data: lepton_host::DataHost,
     /// Outbound Redis, PostgreSQL, MySQL and MQTT connections (lepton-outbound-services).
     pub(crate) services: lepton_outbound_services::ServicesHost,
-    /// The runtime config's `max_instance_memory`, enforced when set.
-    pub(crate) limits: wasmtime::StoreLimits,
+    /// The instance's memory budget (`memory_mib`, runtime-config `max_instance_memory`).
+    pub(crate) limits: crate::limits::InstanceBudget,
 }
 
 impl HostState {

@@ -13,20 +13,25 @@
 //! - [`compile_cache`]: compile each component once; reuse the artifact across restarts.
 //! - [`componentize`]: turn WASI preview 1 core modules into components before compiling.
 //! - [`host`]: the `Store` data type and the WASI / wasi-http views over it.
+//! - [`limits`]: per-app limits enforced inside each store (deadline, cut-off, memory budget).
+//! - [`cpu`]: the fair share of CPU between apps (lanes for CPU-bound requests).
 //! - [`logs`]: per-app capture of component stdout/stderr.
 //! - [`app`]: turning a runnable locked app into prepared components.
 
 pub mod app;
 pub mod compile_cache;
 pub mod componentize;
+pub mod cpu;
 pub mod engine;
 pub mod host;
+pub mod limits;
 pub mod logs;
 
 pub use app::{AppConfig, ComponentHandlerKind, ComponentPre, PreparedComponent, RuntimeApp};
 pub use compile_cache::CompileCache;
 pub use engine::{PoolingMode, RuntimeEngine, RuntimeEngineConfig};
 pub use host::HostState;
+pub use limits::{AppLimits, CutOff, GuestStopped, enforced as limits_enforced};
 
 /// Errors raised while building the engine or preparing an app's components.
 #[derive(Debug, thiserror::Error)]

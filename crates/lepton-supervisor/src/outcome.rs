@@ -58,6 +58,14 @@ pub enum StartError {
         /// The key of the app holding it.
         other: String,
     },
+    /// The app's limits do not fit this host.
+    #[error("`limits.{field}`: {message}")]
+    Limits {
+        /// The limit.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The supervisor is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -105,10 +113,14 @@ pub struct RunningAppStatus {
     pub routes: Vec<String>,
     /// Whether it was served from the cache because the registry was unreachable.
     pub from_cache_only: bool,
+    /// The limits it runs with (its own over the host-wide defaults).
+    pub limits: lepton_runtime::AppLimits,
 }
 
 /// What an [`AppSupervisor::apply`] did.
 #[derive(Debug, Clone)]
+// One per start/replace/stop, never on the request path: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Transition {
     /// The app was not running and now serves.
     Started(RunningAppStatus),

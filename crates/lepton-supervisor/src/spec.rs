@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Optional per-app fields: `name`, `variables` (a map of app variable values, the highest-priority
-//! variables provider) and `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
-//! against the manifest's directory).
+//! variables provider), `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
+//! against the manifest's directory) and `limits` (see [`crate::limits`]).
 //!
 //! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file.
 //!
@@ -20,6 +20,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::limits::LimitOverrides;
 
 /// One app the operator wants running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct AppSpec {
     pub variables: BTreeMap<String, String>,
     /// A Spin `runtime-config.toml` for this app (absolute), if any.
     pub runtime_config: Option<PathBuf>,
+    /// The limits this app sets; the rest come from the host-wide defaults.
+    pub limits: LimitOverrides,
 }
 
 /// A problem with a manifest; the message names the file, the field and the app.
@@ -128,6 +132,8 @@ pub struct RawApp {
     variables: BTreeMap<String, String>,
     #[serde(default)]
     runtime_config: Option<String>,
+    #[serde(default)]
+    limits: Option<serde_json::Value>,
 }
 
 /// A parsed, validated manifest.
@@ -299,8 +305,18 @@ fn check_app(
             }
         }
     };
-    let spec = match (address, &state_dir, runtime_config) {
-        (Some(address), Some(state_dir), Some(runtime_config))
+    let limits = match app.limits.as_ref().map(LimitOverrides::from_json) {
+        None => Some(LimitOverrides::default()),
+        Some(Ok(limits)) => Some(limits),
+        Some(Err(found)) => {
+            for (field, message) in found {
+                problem(field, message);
+            }
+            None
+        }
+    };
+    let spec = match (address, &state_dir, runtime_config, limits) {
+        (Some(address), Some(state_dir), Some(runtime_config), Some(limits))
             if !app.name.as_deref().is_some_and(str::is_empty) =>
         {
             Some(AppSpec {
@@ -310,6 +326,7 @@ fn check_app(
                 state_dir: state_dir.clone(),
                 variables: app.variables,
                 runtime_config,
+                limits,
             })
         }
         _ => None,

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lepton_oci::{AppLoader, LoadSource, LoadedApp};
-use lepton_runtime::{AppConfig, CompileCache, RuntimeApp, RuntimeEngine};
-use lepton_trigger_http::{HttpApp, HttpListener};
+use lepton_runtime::{AppConfig, AppLimits, CompileCache, RuntimeApp, RuntimeEngine};
+use lepton_trigger_http::{AppGate, ConnectionLimits, HttpApp, HttpListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -38,12 +38,18 @@ use crate::spec::{AppSpec, addresses_conflict};
 pub struct SupervisorConfig {
     /// How long in-flight requests get to finish when an app stops or is replaced.
     pub drain_timeout: Duration,
+    /// Host-wide limits for apps that do not set their own.
+    pub default_limits: AppLimits,
+    /// Connection hygiene for every listener.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
         Self {
             drain_timeout: Duration::from_secs(10),
+            default_limits: AppLimits::default(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -86,6 +92,8 @@ struct State {
     slots: HashMap<String, Arc<Slot>>,
     holdings: HashMap<String, Holdings>,
     running: HashMap<String, RunningApp>,
+    /// Each app's concurrency gate, kept across its versions (and address moves).
+    gates: HashMap<String, Arc<AppGate>>,
     shutting_down: bool,
 }
 
@@ -341,7 +349,11 @@ async fn execute(
     desired: Option<AppSpec>,
 ) -> Result<Transition, StartError> {
     let Some(spec) = desired else {
-        let app = inner.state().running.remove(key);
+        let app = {
+            let mut state = inner.state();
+            state.gates.remove(key);
+            state.running.remove(key)
+        };
         return Ok(match app {
             Some(app) => {
                 let status = app.status.clone();
@@ -363,7 +375,7 @@ async fn execute(
     {
         return Ok(Transition::Unchanged(old_status.clone()));
     }
-    let ready = prepare(inner, &spec, loaded).await?;
+    let ready = prepare(inner, key, &spec, loaded).await?;
     let routes: Vec<String> = ready
         .http
         .router()
@@ -380,6 +392,7 @@ async fn execute(
         state_dir: spec.state_dir.clone(),
         routes,
         from_cache_only: ready.from_cache_only,
+        limits: *ready.http.limits(),
     };
     match before {
         Some((old_spec, previous)) if old_spec.address == spec.address => {
@@ -430,8 +443,12 @@ async fn execute(
                 if state.shutting_down {
                     return Err(StartError::ShuttingDown);
                 }
-                let task =
-                    tokio::spawn(listener.serve(current_rx, stop_rx, inner.config.drain_timeout));
+                let task = tokio::spawn(listener.serve(
+                    current_rx,
+                    stop_rx,
+                    inner.config.drain_timeout,
+                    inner.config.connection_limits,
+                ));
                 state.running.insert(
                     key.to_string(),
                     RunningApp {
@@ -457,12 +474,14 @@ async fn execute(
     }
 }
 
-/// Stop a listener and wait for its in-flight requests (bounded by its drain timeout).
+/// Stop a listener and wait for its in-flight requests (bounded by its drain timeout), then
+/// cut off its version so guests still running (a loop, a request whose client left) stop.
 async fn stop_listener(app: RunningApp) {
     let _ = app.stop.send(true);
     if let Err(err) = app.task.await {
         tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
     }
+    app.current.borrow().cut_off();
 }
 
 /// Wait (in the background, up to `drain`) for the requests still using a replaced version to
@@ -495,7 +514,12 @@ fn release_when_drained(key: String, digest: String, old: Arc<HttpApp>, drain: D
     });
 }
 
-async fn prepare(inner: &Inner, spec: &AppSpec, loaded: LoadedApp) -> Result<ReadyApp, StartError> {
+async fn prepare(
+    inner: &Inner,
+    key: &str,
+    spec: &AppSpec,
+    loaded: LoadedApp,
+) -> Result<ReadyApp, StartError> {
     loaded.locked.ensure_runnable()?;
     std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
         path: spec.state_dir.clone(),
@@ -507,7 +531,23 @@ async fn prepare(inner: &Inner, spec: &AppSpec, loaded: LoadedApp) -> Result<Rea
         variables: spec.variables.clone(),
         runtime_config: spec.runtime_config.clone(),
         listen_address: Some(spec.address),
+        limits: spec.limits.over(&inner.config.default_limits),
     };
+    // One app at its concurrency limit holds at most that many instances (chained requests take
+    // slots from the same gate), so capping it at half the engine's instance pool keeps every
+    // app from draining the pool its neighbours need.
+    if let Some(pool) = inner.engine.instance_capacity()
+        && config.limits.max_concurrent_requests > pool / 2
+    {
+        return Err(StartError::Limits {
+            field: "max_concurrent_requests",
+            message: format!(
+                "{} is more than half of the engine's {pool}-instance pool (LEPTON_MAX_INSTANCES); \
+                 one app could take every instance from its neighbours",
+                config.limits.max_concurrent_requests
+            ),
+        });
+    }
     let runtime =
         RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
     // Instantiate every component once, so a version that cannot start is refused before it
@@ -526,7 +566,17 @@ async fn prepare(inner: &Inner, spec: &AppSpec, loaded: LoadedApp) -> Result<Rea
                 message: format!("{e:#}"),
             })?;
     }
-    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime)?;
+    let gate = {
+        let mut state = inner.state();
+        let gate = state
+            .gates
+            .entry(key.to_string())
+            .or_insert_with(|| AppGate::new(&config.limits))
+            .clone();
+        gate.configure(&config.limits);
+        gate
+    };
+    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, gate)?;
     Ok(ReadyApp {
         digest: loaded.manifest_digest,
         from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
@@ -559,6 +609,7 @@ mod tests {
             state_dir: dir.join(name),
             variables: Default::default(),
             runtime_config: None,
+            limits: Default::default(),
         }
     }
 

@@ -105,6 +105,7 @@ struct AppStatus {
     state_dir: String,
     routes: Vec<String>,
     from_cache_only: bool,
+    limits: lepton_runtime::AppLimits,
 }
 
 /// A file in error in the status file.
@@ -519,6 +520,7 @@ impl Tauon {
                 state_dir: s.state_dir.display().to_string(),
                 routes: s.routes,
                 from_cache_only: s.from_cache_only,
+                limits: s.limits,
             })
             .collect();
         let errors = self

@@ -9,13 +9,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use lepton_app::LockedApp;
-use lepton_runtime::RuntimeApp;
+use lepton_runtime::{AppLimits, CutOff, RuntimeApp};
 use serde::Deserialize;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::TriggerError;
 use crate::chaining::ChainDispatch;
 use crate::executor::{ComponentExecutor, executor};
+use crate::gate::AppGate;
 use crate::headers::SpinHeaders;
 use crate::router::{Route, RouteTarget, Router};
 use crate::wagi::{self, WagiExecutor};
@@ -79,13 +80,23 @@ pub struct HttpApp {
     executors: Arc<ChainDispatch>,
     statics: Vec<StaticResponse>,
     info: Bytes,
-    /// Set once this version's drain bound has passed: its remaining requests are cut off.
-    cut_off: tokio::sync::watch::Sender<bool>,
+    limits: AppLimits,
+    /// The app's concurrency gate, shared by all its versions.
+    gate: Arc<AppGate>,
+    /// Set once this version's drain bound has passed: its remaining requests are cut off and
+    /// its guests stopped.
+    cut_off: CutOff,
 }
 
 impl HttpApp {
-    /// Validate `locked`'s HTTP triggers against its prepared components and build the app.
-    pub fn new(name: &str, locked: &LockedApp, runtime: &RuntimeApp) -> Result<Self, TriggerError> {
+    /// Validate `locked`'s HTTP triggers against its prepared components and build the app,
+    /// whose requests pass `gate` (the app's, shared by its versions).
+    pub fn new(
+        name: &str,
+        locked: &LockedApp,
+        runtime: &RuntimeApp,
+        gate: Arc<AppGate>,
+    ) -> Result<Self, TriggerError> {
         let err = |trigger: &str, reason: String| TriggerError::Trigger {
             trigger: trigger.to_string(),
             reason,
@@ -208,7 +219,13 @@ impl HttpApp {
             tracing::error!(app = name, route = %raw, "duplicate route: the last trigger with this route wins");
         }
         // Service chaining reaches the same executors; the runtime holds them only weakly.
-        let executors = Arc::new(ChainDispatch::new(app_name.clone(), executors));
+        let executors = Arc::new(ChainDispatch::new(
+            app_name.clone(),
+            executors,
+            gate.clone(),
+            *runtime.limits(),
+            runtime.cut_off().clone(),
+        ));
         let dispatch: Arc<dyn lepton_outbound::LocalDispatch> = executors.clone();
         runtime.install_local_dispatch(Arc::downgrade(&dispatch));
         Ok(Self {
@@ -217,23 +234,33 @@ impl HttpApp {
             executors,
             statics,
             info: info_json(locked),
-            cut_off: tokio::sync::watch::Sender::new(false),
+            limits: *runtime.limits(),
+            gate,
+            cut_off: runtime.cut_off().clone(),
         })
     }
 
     /// Cut off every request still in flight on this version: responses not yet started are
-    /// answered by closing the connection, streaming ones end with an error. The supervisor
-    /// calls this when a replaced or stopped version outlives its drain timeout.
+    /// answered by closing the connection, streaming ones end with an error, and its guests are
+    /// stopped at their next epoch tick. The supervisor calls this when a replaced or stopped
+    /// version outlives its drain timeout, and at shutdown.
     pub fn cut_off(&self) {
-        self.cut_off.send_replace(true);
+        self.cut_off.cut();
     }
 
-    /// Resolves once [`HttpApp::cut_off`] has been called.
-    pub fn cut_off_signal(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.cut_off.subscribe();
-        async move {
-            let _ = rx.wait_for(|cut| *cut).await;
-        }
+    /// This version's cut-off switch.
+    pub fn cut_off_switch(&self) -> &CutOff {
+        &self.cut_off
+    }
+
+    /// The app's limits as this version enforces them.
+    pub fn limits(&self) -> &AppLimits {
+        &self.limits
+    }
+
+    /// The app's concurrency gate.
+    pub fn gate(&self) -> &Arc<AppGate> {
+        &self.gate
     }
 
     /// The app's name.
@@ -246,31 +273,40 @@ impl HttpApp {
         &self.router
     }
 
-    /// Handle one request that arrived on a listener speaking `scheme` from `client`.
+    /// The answer to Spin's reserved `/.well-known/spin/` paths, which never reach a component.
+    pub fn reserved_response(&self, path: &str) -> Option<Response<WasiBody>> {
+        let rest = path.strip_prefix(WELL_KNOWN)?;
+        Some(match rest {
+            "health" => text(StatusCode::OK, "OK"),
+            "info" => {
+                let mut res = full(StatusCode::OK, self.info.clone());
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+            _ => empty(StatusCode::NOT_FOUND),
+        })
+    }
+
+    /// Handle one request that arrived on a listener speaking `scheme` from `client`, answering
+    /// 504 if its component has not produced a response head by `deadline`. Limits other than
+    /// the deadline are applied by [`crate::stack::serve`], which calls this.
     pub async fn handle<B>(
         &self,
         req: Request<B>,
         scheme: &str,
         client: SocketAddr,
+        deadline: tokio::time::Instant,
     ) -> Response<WasiBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let path = req.uri().path().to_string();
-        if let Some(rest) = path.strip_prefix(WELL_KNOWN) {
-            return match rest {
-                "health" => text(StatusCode::OK, "OK"),
-                "info" => {
-                    let mut res = full(StatusCode::OK, self.info.clone());
-                    res.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    res
-                }
-                _ => empty(StatusCode::NOT_FOUND),
-            };
+        if let Some(res) = self.reserved_response(&path) {
+            return res;
         }
         let Some(m) = self.router.route(&path) else {
             return empty(StatusCode::NOT_FOUND);
@@ -335,13 +371,7 @@ impl HttpApp {
         let Some(executor) = self.executors.executor(&component) else {
             return empty(StatusCode::INTERNAL_SERVER_ERROR);
         };
-        match executor.handle((), req).await {
-            Ok(res) => res,
-            Err(err) => {
-                tracing::error!(app = %self.name, component = %component, error = %format!("{err:#}"), "request failed");
-                empty(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-        }
+        run_with_deadline(&self.name, &component, executor, req, deadline).await
     }
 
     fn static_response(&self, i: usize) -> Response<WasiBody> {
@@ -353,6 +383,40 @@ impl HttpApp {
             res.headers_mut().append(k.clone(), v.clone());
         }
         res
+    }
+}
+
+/// Run `req` on `executor`, answering 504 if no response head arrives by `deadline` (the guest is
+/// stopped by the runtime at the same deadline) and an empty 500 if the guest fails.
+pub(crate) async fn run_with_deadline(
+    app: &str,
+    component: &str,
+    executor: &ComponentExecutor,
+    req: Request<WasiBody>,
+    deadline: tokio::time::Instant,
+) -> Response<WasiBody> {
+    match tokio::time::timeout_at(deadline, executor.handle((), req)).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(err))
+            if crate::stack::is_stopped_by_limits(&err)
+                || tokio::time::Instant::now() >= deadline =>
+        {
+            tracing::warn!(app, component, limit = "request_timeout_ms", error = %format!("{err:#}"), "request timed out");
+            empty(StatusCode::GATEWAY_TIMEOUT)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(app, component, error = %format!("{err:#}"), "request failed");
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Err(_) => {
+            tracing::warn!(
+                app,
+                component,
+                limit = "request_timeout_ms",
+                "request timed out: no response by request_timeout_ms; the guest is stopped"
+            );
+            empty(StatusCode::GATEWAY_TIMEOUT)
+        }
     }
 }
 

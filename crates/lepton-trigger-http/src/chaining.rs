@@ -13,9 +13,18 @@ use http::{Request, header};
 use lepton_outbound::{DispatchFuture, LocalDispatch};
 use wasmtime_wasi_http::WasiBody;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http_body_util::BodyExt;
+use lepton_runtime::{AppLimits, CutOff};
+
+use crate::app::run_with_deadline;
 use crate::executor::ComponentExecutor;
+use crate::gate::AppGate;
 use crate::headers::SpinHeaders;
 use crate::router::{RouteMatch, RouteTarget};
+use crate::stack::LimitedBody;
 
 /// The client address chained requests appear to come from.
 const CHAINED_CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -24,12 +33,28 @@ const CHAINED_CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr
 pub struct ChainDispatch {
     app: Arc<str>,
     executors: HashMap<String, ComponentExecutor>,
+    gate: Arc<AppGate>,
+    limits: AppLimits,
+    cut_off: CutOff,
 }
 
 impl ChainDispatch {
-    /// Dispatch over `executors`.
-    pub fn new(app: Arc<str>, executors: HashMap<String, ComponentExecutor>) -> Self {
-        Self { app, executors }
+    /// Dispatch over `executors`; requests pass the app's `gate` (never queueing) and its
+    /// `limits`, and are abandoned when `cut_off` is cut.
+    pub fn new(
+        app: Arc<str>,
+        executors: HashMap<String, ComponentExecutor>,
+        gate: Arc<AppGate>,
+        limits: AppLimits,
+        cut_off: CutOff,
+    ) -> Self {
+        Self {
+            app,
+            executors,
+            gate,
+            limits,
+            cut_off,
+        }
     }
 
     /// The executor of `component`.
@@ -69,18 +94,48 @@ impl LocalDispatch for ChainDispatch {
         let spin = SpinHeaders::new(&m, "http", &host, &path_and_query, CHAINED_CLIENT);
         parts.headers.remove(header::HOST);
         spin.apply(&mut parts.headers);
-        let request = Request::from_parts(parts, body);
+        let limits = self.limits;
+        if crate::stack::declared_length(&parts.headers)
+            .is_some_and(|len| len > limits.max_request_body_bytes)
+        {
+            tracing::warn!(app = %self.app, component, limit = "max_request_body_bytes", "chained request refused: declared body too large");
+            return Box::pin(async { Ok(crate::app::empty(http::StatusCode::PAYLOAD_TOO_LARGE)) });
+        }
+        // The caller already holds a slot of this app: wait for none, or it could wait on itself.
+        let Ok(slot) = self.gate.try_enter() else {
+            tracing::warn!(app = %self.app, component, limit = "max_concurrent_requests", "chained request refused: the app is at its concurrency limit");
+            return Box::pin(async { Ok(crate::stack::unavailable()) });
+        };
+        let over_limit = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody {
+            inner: body,
+            remaining: limits.max_request_body_bytes,
+            over_limit: over_limit.clone(),
+        };
+        let request = Request::from_parts(parts, body.boxed_unsync());
         let app = self.app.clone();
         let component = component.to_string();
+        let cut_off = self.cut_off.signal();
         Box::pin(async move {
-            // The caller gets what an outside client would: an empty 500 when the handler fails.
-            match executor.handle((), request).await {
-                Ok(response) => Ok(response),
-                Err(err) => {
-                    tracing::error!(app = %app, component = %component, error = %format!("{err:#}"), "chained request failed");
-                    Ok(crate::app::empty(http::StatusCode::INTERNAL_SERVER_ERROR))
-                }
-            }
+            let deadline = tokio::time::Instant::now() + limits.request_timeout();
+            let mut cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(cut_off);
+            let res = tokio::select! {
+                res = run_with_deadline(&app, &component, &executor, request, deadline) => res,
+                () = &mut cut_off => return Err(wasmtime_wasi_http::Error::ConnectionTerminated),
+            };
+            let res = if over_limit.load(Ordering::Acquire) {
+                crate::app::empty(http::StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                res
+            };
+            Ok(crate::stack::hold(
+                res,
+                app,
+                None,
+                Some(slot),
+                deadline,
+                cut_off,
+            ))
         })
     }
 }

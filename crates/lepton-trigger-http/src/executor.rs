@@ -6,12 +6,16 @@
 //! Each worker serves exactly one request (Spin's model for 0.2 and the simplest correct one for
 //! 0.3; pooled 0.3 instance reuse can be switched on here later by accepting more requests per
 //! worker). The store lives until the guest has finished, which may be after the response head was
-//! sent, so streamed bodies complete.
+//! sent, so streamed bodies complete — but never past the app's `request_timeout_ms` or its
+//! version's cut-off: [`RequestExpiration`] ends the worker then (dropping its store and pool
+//! slot) even while the guest waits on I/O, where the epoch callback cannot reach it.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use lepton_runtime::CutOff;
 
 use lepton_runtime::{ComponentHandlerKind, HostState, PreparedComponent};
 use wasmtime_wasi_http::WasiBody;
@@ -86,12 +90,12 @@ pub struct ComponentWorkers {
 
 impl HandlerState for ComponentWorkers {
     type StoreData = HostState;
-    type WorkerExpiration = NoExpiration;
+    type WorkerExpiration = RequestExpiration;
     type WorkerState = SingleRequest;
 
     async fn instantiate(
         &self,
-    ) -> wasmtime::Result<Instance<HostState, NoExpiration, SingleRequest>> {
+    ) -> wasmtime::Result<Instance<HostState, RequestExpiration, SingleRequest>> {
         let mut store = self.component.new_store()?;
         let Some(pre) = self.component.wasi_http_pre() else {
             wasmtime::bail!(
@@ -104,26 +108,52 @@ impl HandlerState for ComponentWorkers {
             store,
             proxy,
             view: HostState::http_view,
-            expiration: NoExpiration,
+            expiration: RequestExpiration::new(
+                self.component.limits().request_timeout() + STOP_GRACE,
+                self.component.cut_off(),
+            ),
             state: SingleRequest {
                 app: self.app.clone(),
                 component: self.component.id().into(),
+                timeout: self.component.limits().request_timeout() + STOP_GRACE,
             },
         })
     }
 }
 
-/// Workers never expire on their own; each exits after its one request (see [`SingleRequest`]).
-pub struct NoExpiration;
+/// How long after the request deadline a worker is ended: the stack answers 504 (or aborts the
+/// stream) at the deadline itself, and the worker goes right after, so the client sees the
+/// deadline rather than the worker's own failure.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-impl WorkerExpiration for NoExpiration {
+/// Ends a worker (its one request included) at the app's request deadline or when its version
+/// is cut off. Polled by wasi-http outside the guest's event loop, so it fires even while the
+/// guest is blocked.
+pub struct RequestExpiration {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+}
+
+impl RequestExpiration {
+    fn new(timeout: std::time::Duration, cut_off: &CutOff) -> Self {
+        Self {
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            cut_off: Box::pin(cut_off.signal()),
+        }
+    }
+}
+
+impl WorkerExpiration for RequestExpiration {
     fn poll(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         _state: WorkerStatus,
         _start: Instant,
     ) -> Poll<()> {
-        Poll::Pending
+        if self.cut_off.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        self.deadline.as_mut().poll(cx)
     }
 }
 
@@ -131,6 +161,7 @@ impl WorkerExpiration for NoExpiration {
 pub struct SingleRequest {
     app: Arc<str>,
     component: Arc<str>,
+    timeout: std::time::Duration,
 }
 
 impl WorkerState for SingleRequest {
@@ -151,13 +182,19 @@ impl WorkerState for SingleRequest {
         _data: (),
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        Box::pin(std::future::pending())
+        Box::pin(tokio::time::sleep(self.timeout))
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
         drop(store);
-        if let Err(err) = result {
-            tracing::warn!(app = %self.app, component = %self.component, error = %format!("{err:#}"), "guest failed");
+        match result {
+            Ok(()) => {}
+            Err(err) if crate::stack::is_stopped_by_limits(&err) => {
+                tracing::warn!(app = %self.app, component = %self.component, error = %format!("{err:#}"), "guest stopped");
+            }
+            Err(err) => {
+                tracing::warn!(app = %self.app, component = %self.component, error = %format!("{err:#}"), "guest failed");
+            }
         }
     }
 }

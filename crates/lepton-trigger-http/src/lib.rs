@@ -7,19 +7,25 @@
 //! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3), or through
 //!   [`spin_inbound`] (Spin 1.x `fermyon:spin/inbound-http`) or [`wagi`] (CGI over WASI).
 //! - [`chaining`]: `*.spin.internal` requests served in-process (the runtime's `LocalDispatch`).
-//! - [`server`]: the hyper listener ([`HttpListener`]).
+//! - [`gate`]: an app's concurrency slots and FIFO wait queue ([`AppGate`]).
+//! - [`stack`]: the per-app request stack (body limit, concurrency, deadline, cut-off) every
+//!   request passes before reaching a component.
+//! - [`server`]: the hyper listener ([`HttpListener`]) and its connection limits.
 
 pub mod app;
 pub mod chaining;
 pub mod executor;
+pub mod gate;
 pub mod headers;
 pub mod router;
 pub mod server;
 pub mod spin_inbound;
+pub mod stack;
 pub mod wagi;
 
 pub use app::HttpApp;
-pub use server::HttpListener;
+pub use gate::AppGate;
+pub use server::{ConnectionLimits, HttpListener};
 
 /// Errors in an app's HTTP trigger configuration.
 #[derive(Debug, thiserror::Error)]

@@ -9,29 +9,93 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use wasmtime_wasi_http::WasiBody;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 
 use crate::app::HttpApp;
 
-/// A response body that keeps the app version that produced it alive until it is done, and
-/// ends with an error (aborting the connection) if that version is cut off first.
-struct HoldVersion {
-    body: WasiBody,
-    cut_off: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    _app: Arc<HttpApp>,
+/// Connection hygiene for one listener: what a client that connects and then does too little
+/// (slowloris), too much (huge headers, thousands of sockets) or nothing at all is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's head must arrive within this (HTTP/1: also the longest idle gap between
+    /// keep-alive requests, as hyper starts this timer when it waits for the next head). A
+    /// connection that sends nothing is closed after it too.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// The largest request head accepted: HTTP/1 answers 431 past it; HTTP/2's header list
+    /// limit is the same number.
+    pub max_header_bytes: usize,
+    /// Open connections at once on this listener; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
-impl http_body::Body for HoldVersion {
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// When a connection last had a request start or finish, and how many are in flight.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Whether any request has started on the connection.
+    used: std::sync::atomic::AtomicBool,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        (self.in_flight.load(Ordering::Acquire) == 0)
+            .then(|| *self.last.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Counts a request as in flight on its connection until its response body is done.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.used.store(true, Ordering::Release);
+        activity.touch();
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that counts as in flight on its connection until it is done.
+struct Tracked {
+    body: crate::stack::ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
     type Data = bytes::Bytes;
     type Error = wasmtime_wasi_http::Error;
 
@@ -39,11 +103,6 @@ impl http_body::Body for HoldVersion {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        if self.cut_off.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(Some(Err(
-                wasmtime_wasi_http::Error::ConnectionTerminated,
-            )));
-        }
         std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -56,18 +115,27 @@ impl http_body::Body for HoldVersion {
     }
 }
 
-/// A request abandoned because its app version was cut off after its drain timeout; hyper closes
-/// the connection.
-#[derive(Debug)]
-struct CutOff;
-
-impl std::fmt::Display for CutOff {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request cut off: its app version outlived the drain timeout")
+/// Resolves once the connection has been idle (nothing in flight) for `idle`, or has not sent
+/// a first request within `first`.
+async fn idle_expired(activity: Arc<Activity>, first: Duration, idle: Duration) {
+    let mut check = Instant::now() + first.min(idle);
+    loop {
+        tokio::time::sleep_until(check).await;
+        let Some(since) = activity.idle_since() else {
+            check = Instant::now() + idle;
+            continue;
+        };
+        let bound = if activity.used.load(Ordering::Acquire) {
+            idle
+        } else {
+            first
+        };
+        if since + bound <= Instant::now() {
+            return;
+        }
+        check = since + bound;
     }
 }
-
-impl std::error::Error for CutOff {}
 
 /// A bound, not yet serving, listener.
 pub struct HttpListener {
@@ -92,20 +160,37 @@ impl HttpListener {
     }
 
     /// Serve until `shutdown` becomes `true`, then stop accepting and give in-flight connections
-    /// up to `drain` to finish.
+    /// up to `drain` to finish. Every request goes through the per-app stack
+    /// ([`crate::stack::serve`]) of the version current when it arrives.
     pub async fn serve(
         self,
         app: watch::Receiver<Arc<HttpApp>>,
         mut shutdown: watch::Receiver<bool>,
         drain: Duration,
+        limits: ConnectionLimits,
     ) {
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         // Connection tasks, so any still running after the drain timeout can be aborted.
         let mut connections = tokio::task::JoinSet::new();
         loop {
             // Reap finished connections so the set stays as small as the open ones.
             while connections.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let Ok(slot) = slot else { break };
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -121,23 +206,22 @@ impl HttpListener {
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
+            let activity = Arc::new(Activity {
+                in_flight: AtomicUsize::new(0),
+                used: std::sync::atomic::AtomicBool::new(false),
+                last: std::sync::Mutex::new(Instant::now()),
+            });
+            let conn_activity = activity.clone();
             let service = service_fn(move |req: hyper::Request<Incoming>| {
                 let current = app.borrow().clone();
+                let in_flight = InFlight::start(&conn_activity);
                 async move {
-                    let mut cut_off = Box::pin(current.cut_off_signal());
-                    let res = tokio::select! {
-                        res = current.handle(req, "http", client) => res,
-                        () = &mut cut_off => return Err(CutOff),
-                    };
-                    // The version stays referenced until its response body is done, so a
-                    // replaced version counts as drained only once its streams have finished.
-                    Ok(res.map(|body| {
-                        HoldVersion {
+                    let res = crate::stack::serve(current, req, "http", client).await?;
+                    Ok::<_, crate::stack::Abandoned>(res.map(|body| {
+                        http_body_util::BodyExt::boxed_unsync(Tracked {
                             body,
-                            cut_off,
-                            _app: current,
-                        }
-                        .boxed_unsync()
+                            _in_flight: in_flight,
+                        })
                     }))
                 }
             });
@@ -145,9 +229,14 @@ impl HttpListener {
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             let conn = graceful.watch(conn);
+            let idle = idle_expired(activity, limits.header_read_timeout, limits.idle_timeout);
             connections.spawn(async move {
-                if let Err(err) = conn.await {
-                    tracing::debug!(client = %client, error = %err, "connection ended with an error");
+                let _slot = slot;
+                tokio::select! {
+                    res = conn => if let Err(err) = res {
+                        tracing::debug!(client = %client, error = %err, "connection ended with an error");
+                    },
+                    () = idle => tracing::debug!(client = %client, "idle connection closed"),
                 }
             });
         }
@@ -160,5 +249,43 @@ impl HttpListener {
             connections.abort_all();
         }
         while connections.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            used: std::sync::atomic::AtomicBool::new(false),
+            last: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_closes_after_the_header_timeout() {
+        let start = Instant::now();
+        idle_expired(activity(), Duration::from_secs(2), Duration::from_secs(60)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_keeps_the_connection_and_idleness_counts_from_its_end() {
+        let a = activity();
+        let start = Instant::now();
+        let request = InFlight::start(&a);
+        let watchdog = tokio::spawn(idle_expired(
+            a.clone(),
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        ));
+        // A 30 s request: never idle while it runs.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!watchdog.is_finished());
+        drop(request);
+        watchdog.await.expect("watchdog");
+        assert_eq!(start.elapsed(), Duration::from_secs(35));
     }
 }
