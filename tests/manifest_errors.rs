@@ -73,6 +73,41 @@ fn invalid_manifests_are_refused_before_listening() {
     let stderr = run_expecting_failure(&manifest, &cache);
     assert!(stderr.contains("stat_dir"), "{stderr}");
 
+    // Bad limits are refused naming file, app and field; so are bad host-wide defaults.
+    std::fs::write(
+        &manifest,
+        serde_json::to_vec(&serde_json::json!({ "apps": [
+            { "name": "shop", "reference": "127.0.0.1:1/a:v1", "address": free_addr(), "state_dir": "a",
+              "limits": { "request_timeout_ms": 0, "memory_mib": 99999, "max_queued_requests": "many", "cpu": 1 } },
+        ]}))
+        .expect("json"),
+    )
+    .expect("write");
+    let stderr = run_expecting_failure(&manifest, &cache);
+    for field in [
+        "`limits.request_timeout_ms`: must be a whole number from 1 to 86400000, found 0",
+        "`limits.memory_mib`: must be a whole number from 1 to 4096, found 99999",
+        "`limits.max_queued_requests`: must be a whole number from 0 to 1000000, found \"many\"",
+        "`limits`: unknown limit `cpu`",
+    ] {
+        assert!(
+            stderr.contains(&format!("{file}: apps[0] (shop): {field}")),
+            "{field}: {stderr}"
+        );
+    }
+    let out = Command::new(lepton_bin())
+        .arg(&manifest)
+        .arg("--memory-mib")
+        .arg("0")
+        .output()
+        .expect("run lepton");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--memory-mib"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A missing file is named.
     let stderr = run_expecting_failure(&work.path().join("nope.json"), &cache);
     assert!(
