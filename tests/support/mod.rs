@@ -226,6 +226,25 @@ impl Lepton {
         }
     }
 
+    /// The process id of the running `lepton`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("child").id()
+    }
+
+    /// The exit status, if the process has exited (without waiting).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("try_wait"))
+    }
+
+    /// SIGKILL (no chance to clean up, as on an OOM kill or `kill -9`) and reap the process.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("child");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait")
+    }
+
     /// Send SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.as_ref().expect("child").id();

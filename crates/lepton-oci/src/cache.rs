@@ -10,11 +10,18 @@
 //! `config.json` holds the LOCKED APP JSON (as in Spin); `digest` holds the manifest digest and
 //! is written last, as the commit marker of a complete pull.
 //!
+//! Every write is a temp file (`.tmp-*`) renamed into place, so a process killed mid-write
+//! leaves its temp file behind and nothing half-written under a real name. `registry/.lock`
+//! (a lepton addition) reclaims those: every load holds it shared ([`OciCache::hold`]), and a
+//! load that gets it exclusively knows no load in any process is writing, so it removes the
+//! `.tmp-*` files (and the `.tmp-*` / `.old-*` asset dirs) killed writers left.
+//!
 //! One deliberate difference from Spin: Spin stores a digest-only reference (`repo@sha256:…`)
 //! under `latest/`, so pulling a pinned digest overwrites the cached `:latest` tag (and an
 //! offline `:latest` would then start the pinned version). lepton stores it under
 //! `sha256:<hex>` instead, which can never be a tag (tags may not contain `:`).
 
+use std::fs::TryLockError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +37,19 @@ pub const CACHE_DIR_ENV: &str = "LEPTON_CACHE_DIR";
 #[derive(Clone, Debug)]
 pub struct OciCache {
     root: PathBuf,
+}
+
+/// `registry/.lock`: held shared by every load, exclusively only to sweep (see the module docs).
+const LOCK_FILE: &str = ".lock";
+/// The name prefix of the temp files and dirs of atomic writes.
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+/// The name prefix of invalid asset dirs moved aside before they are deleted.
+pub(crate) const ASIDE_PREFIX: &str = ".old-";
+
+/// One load's shared hold on the cache; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub(crate) struct CacheHold {
+    _lock: Option<std::fs::File>,
 }
 
 /// Which blob directory a layer belongs in.
@@ -111,6 +131,95 @@ impl OciCache {
         Ok(self.root.join("assets").join(hex))
     }
 
+    /// Takes a shared hold on the cache for one load, which keeps other processes from sweeping
+    /// the temp files it writes. First, if `sweep` and no other load (in any process) holds the
+    /// cache, removes what loads killed mid-write left behind ([`OciCache::sweep_orphans`]);
+    /// returns whether it did. Blocks while another process sweeps (briefly): call it from a
+    /// blocking thread. Where file locks are unavailable nothing is ever swept (a sweeper needs
+    /// the lock too), and the load goes on without a hold.
+    pub(crate) fn hold(&self, sweep: bool) -> (CacheHold, bool) {
+        let unheld = CacheHold { _lock: None };
+        let dir = self.registry_dir();
+        let path = dir.join(LOCK_FILE);
+        let opened = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+            })
+            // A read-only cache (pre-populated for pinned references) needs no write lock, but
+            // can still keep out sweepers if its lock file exists.
+            .or_else(|_| std::fs::File::open(&path));
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::debug!(path = %path.display(), error = %err, "cannot open the cache lock (read-only cache?); loading without it");
+                return (unheld, false);
+            }
+        };
+        let mut swept = false;
+        if sweep {
+            match file.try_lock() {
+                Ok(()) => {
+                    self.sweep_orphans();
+                    swept = true;
+                    // Exclusive → shared: std leaves converting a held lock unspecified.
+                    if let Err(err) = file.unlock() {
+                        tracing::warn!(path = %path.display(), error = %err, "cannot release the cache lock");
+                        return (unheld, swept);
+                    }
+                }
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(err)) => {
+                    tracing::debug!(path = %path.display(), error = %err, "cannot lock the cache (no file locks here?); loading without the lock");
+                    return (unheld, false);
+                }
+            }
+        }
+        match file.lock_shared() {
+            Ok(()) => (CacheHold { _lock: Some(file) }, swept),
+            Err(err) => {
+                tracing::debug!(path = %path.display(), error = %err, "cannot lock the cache (no file locks here?); loading without the lock");
+                (unheld, swept)
+            }
+        }
+    }
+
+    /// Removes what writers killed mid-write leave: `.tmp-*` files in `registry/wasm`,
+    /// `registry/data` and the manifest dirs, and `.tmp-*` (being built) and `.old-*` (moved
+    /// aside) dirs in `assets/`. Only with the lock held exclusively: then no live load owns any
+    /// of them. Failures are logged and skipped; a leftover is never read, only wasted space.
+    fn sweep_orphans(&self) {
+        let mut removed = Removed::default();
+        let registry = self.registry_dir();
+        for dir in [registry.join("wasm"), registry.join("data")] {
+            sweep_dir(&dir, &[TEMP_PREFIX], false, &mut removed);
+        }
+        sweep_dir(
+            &registry.join("manifests"),
+            &[TEMP_PREFIX],
+            true,
+            &mut removed,
+        );
+        sweep_dir(
+            &self.root.join("assets"),
+            &[TEMP_PREFIX, ASIDE_PREFIX],
+            false,
+            &mut removed,
+        );
+        if removed.entries > 0 {
+            tracing::info!(
+                cache = %self.root.display(),
+                removed = removed.entries,
+                bytes = removed.bytes,
+                "removed temp files of interrupted loads (a lepton killed mid-write)"
+            );
+        }
+    }
+
     /// Checks a cached blob; a tampered one is logged, deleted and reported as such.
     pub(crate) fn check_blob(
         &self,
@@ -132,12 +241,60 @@ impl OciCache {
     }
 }
 
+/// What [`OciCache::sweep_orphans`] removed.
+#[derive(Default)]
+struct Removed {
+    entries: u64,
+    bytes: u64,
+}
+
+/// Removes the entries of `dir` named with one of `prefixes` (files, or dirs with everything in
+/// them); with `recurse`, in its subdirectories too. Symlinks are removed, never followed.
+fn sweep_dir(dir: &Path, prefixes: &[&str], recurse: bool, removed: &mut Removed) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let (path, name) = (entry.path(), entry.file_name());
+        let Ok(ty) = entry.file_type() else { continue };
+        let orphan = name
+            .to_str()
+            .is_some_and(|n| prefixes.iter().any(|p| n.starts_with(p)));
+        if !orphan {
+            if recurse && ty.is_dir() {
+                sweep_dir(&path, prefixes, recurse, removed);
+            }
+            continue;
+        }
+        let bytes = if ty.is_dir() {
+            0
+        } else {
+            entry.metadata().map(|m| m.len()).unwrap_or(0)
+        };
+        let result = if ty.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), bytes, "removed a temp file of an interrupted load");
+                removed.entries += 1;
+                removed.bytes += bytes;
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove a temp file of an interrupted load");
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same dir, fsync, rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(io_err(dir))?;
     tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
@@ -195,5 +352,62 @@ mod tests {
         let (_, check) = cache.check_blob(BlobKind::Data, &d).unwrap();
         assert!(matches!(check, FileCheck::Mismatch(_)));
         assert!(!p.exists(), "tampered blob is deleted");
+    }
+
+    #[test]
+    fn temp_files_of_killed_loads_are_swept_only_when_no_load_holds_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let cache = OciCache::new(root.clone());
+        let d = crate::digest::sha256_digest(b"blob");
+        let blob = cache.blob_path(BlobKind::Wasm, &d).unwrap();
+        write_atomic(&blob, b"blob").unwrap();
+        let tag = root.join("registry/manifests/reg:5000/team/app/v1");
+        let asset = root
+            .join("assets")
+            .join("ab".repeat(32))
+            .join("web/index.html");
+        for keep in [&tag.join("digest"), &asset] {
+            write_atomic(keep, b"kept").unwrap();
+        }
+        // What writers killed mid-write leave: temp files of atomic writes, asset dirs being
+        // built or moved aside.
+        let orphans = [
+            root.join("registry/wasm/.tmp-A1b2C3"),
+            root.join("registry/data/.tmp-D4e5F6"),
+            tag.join(".tmp-G7h8I9"),
+            root.join("assets/.tmp-J0k1L2"),
+            root.join("assets/.old-M3n4O5"),
+        ];
+        for orphan in &orphans {
+            if orphan.starts_with(root.join("assets")) {
+                write_atomic(&orphan.join("web/partial"), b"half").unwrap();
+            } else {
+                std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+                std::fs::write(orphan, b"half a blob").unwrap();
+            }
+        }
+
+        // A load under way elsewhere (another handle on the lock, as another process has) may
+        // own them: nothing is swept.
+        let (elsewhere, _) = OciCache::new(root.clone()).hold(false);
+        let (hold, swept) = cache.hold(true);
+        assert!(!swept, "no sweep while another load holds the cache");
+        assert!(orphans.iter().all(|o| o.exists()));
+        drop(hold);
+        drop(elsewhere);
+
+        // Nobody else holds it: the orphans go, everything else stays.
+        let (_hold, swept) = cache.hold(true);
+        assert!(swept);
+        for orphan in &orphans {
+            assert!(!orphan.exists(), "{} is removed", orphan.display());
+        }
+        assert_eq!(std::fs::read(&blob).unwrap(), b"blob");
+        assert!(tag.join("digest").is_file() && asset.is_file());
+        assert!(root.join("registry").join(LOCK_FILE).is_file());
+        // While this load holds the cache, another one neither sweeps nor waits.
+        let (_other, swept) = OciCache::new(root).hold(true);
+        assert!(!swept);
     }
 }

@@ -2,10 +2,13 @@
 //! verified cache when the registry cannot be reached (or fails with 5xx); digest-pinned
 //! references are immutable, so a verified cached copy is used without the network.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use oci_client::RegistryOperation;
 use tracing::{debug, info, warn};
 
-use crate::cache::OciCache;
+use crate::cache::{CacheHold, OciCache};
 use crate::client::{Session, is_unreachable};
 use crate::error::{OciError, blocking, error_chain};
 use crate::locks::KeyedLocks;
@@ -43,6 +46,9 @@ pub struct AppLoader {
     /// Serialises materialising one locked app's assets (and committing one manifest dir)
     /// across concurrent loads; shared by clones.
     locks: KeyedLocks,
+    /// Whether this process has removed the temp files killed loads left in the cache (once is
+    /// enough: later ones can only come from other processes); shared by clones.
+    swept: Arc<AtomicBool>,
 }
 
 impl AppLoader {
@@ -52,6 +58,7 @@ impl AppLoader {
             cache,
             opts,
             locks: KeyedLocks::default(),
+            swept: Arc::default(),
         }
     }
 
@@ -70,6 +77,7 @@ impl AppLoader {
     pub async fn load(&self, reference: &str) -> Result<LoadedApp, OciError> {
         let parsed = crate::parse_reference(reference)?;
         let name = parsed.whole();
+        let _hold = self.hold().await?;
         if parsed.digest().is_some() {
             match self.read_cached(&parsed).await? {
                 Ok(fetched) => match self.runnable(&name, fetched).await {
@@ -113,6 +121,20 @@ impl AppLoader {
         };
         let (fetched, locked) = self.runnable(&name, fetched).await?;
         Ok(self.loaded(name, fetched, locked, source))
+    }
+
+    /// A shared hold on the cache for one load (its temp files are safe from other processes'
+    /// sweeps); until one succeeds, first sweep what loads killed mid-write left behind.
+    async fn hold(&self) -> Result<CacheHold, OciError> {
+        let (cache, swept) = (self.cache.clone(), self.swept.clone());
+        blocking("locking the cache", move || {
+            let (hold, did) = cache.hold(!swept.load(Ordering::Relaxed));
+            if did {
+                swept.store(true, Ordering::Relaxed);
+            }
+            Ok(hold)
+        })
+        .await
     }
 
     /// [`pull::read_cached`] on the blocking pool (it hashes files).

@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 
 use lepton_app::{ContentPath, ContentRef, LockedApp, file_url};
 
-use crate::cache::{BlobKind, OciCache, write_atomic};
+use crate::cache::{ASIDE_PREFIX, BlobKind, OciCache, TEMP_PREFIX, write_atomic};
 use crate::digest::{FileCheck, check_file, sha256_digest, sha256_hex};
 use crate::error::{OciError, io_err};
 use crate::media::ORIGIN_PREFIX;
@@ -214,7 +214,7 @@ fn materialize(
     let parent = dir.parent().unwrap_or(cache.root());
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempdir_in(parent)
         .map_err(io_err(parent))?;
     for (rel, src) in assets {
@@ -242,7 +242,7 @@ fn materialize(
             return Ok(dir);
         }
         let aside = tempfile::Builder::new()
-            .prefix(".old-")
+            .prefix(ASIDE_PREFIX)
             .tempdir_in(parent)
             .map_err(io_err(parent))?;
         let aside_path = aside.path().join("assets");
