@@ -55,8 +55,10 @@ impl CompileCache {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let key = format!("{:016x}", hasher.finish());
+        let dir = root.join("compiled").join(key);
+        sweep_stale_temp_files(&dir, STALE_TEMP_AGE);
         Self {
-            dir: Some(root.join("compiled").join(key)),
+            dir: Some(dir),
             loaded: Arc::default(),
         }
     }
@@ -271,6 +273,35 @@ fn store_artifact(dir: &Path, hex: &str, component: &Component) -> std::io::Resu
     write_atomic(&artifact, &bytes)
 }
 
+/// A temp file this old is left over from a process killed while storing an artifact (a store
+/// takes seconds); younger ones may belong to another lepton sharing the cache dir.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remove `.tmp*` files older than `age` from `dir`: what a process killed mid-store left.
+fn sweep_stale_temp_files(dir: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0usize;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(".tmp") {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %dir.display(), removed, "removed temp files of interrupted compiled-component stores");
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -335,6 +366,32 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn stale_temp_files_of_killed_stores_are_swept_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join(".tmpOLD123");
+        let fresh = dir.path().join(".tmpNEW456");
+        let artifact = dir.path().join("abc.cwasm");
+        for f in [&old, &fresh, &artifact] {
+            std::fs::write(f, b"partial").expect("write");
+        }
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in [&old, &artifact] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .and_then(|file| file.set_modified(hour_ago))
+                .expect("set mtime");
+        }
+        sweep_stale_temp_files(dir.path(), STALE_TEMP_AGE);
+        assert!(!old.exists(), "a stale temp file is removed");
+        assert!(
+            fresh.exists(),
+            "a temp file another process may be writing is kept"
+        );
+        assert!(artifact.exists(), "artifacts are never swept");
+    }
+
     #[test]
     fn a_cache_others_can_write_is_not_trusted() {
         use std::os::unix::fs::PermissionsExt;
