@@ -12,11 +12,11 @@
 //! - `POST /echo`: streams the request body back chunk by chunk as it arrives.
 //! - `POST /count`: reads the whole body, `200 "<bytes>"`.
 //! - `GET /stream?chunks=N&ms=M`: sends the 200 head, then N `chunk\n` chunks, M ms apart.
-//! - `GET /chain?to=<target>` (p2 only): service chaining. GETs `http://hostile.spin.internal<target>`
-//!   (this same component; everything after `to=` is the target, its own query included, so `to`
-//!   comes last) and relays the status it got, with the body `relayed <status> retry-after=<value
-//!   or ->`; `502 "chain error: <what the guest saw>"` if the request failed. Needs
-//!   `allowed_outbound_hosts = ["http://hostile.spin.internal"]` (in spin.toml).
+//! - `GET /chain?wait=N&to=<target>` (p2 only): service chaining. Sleeps N ms, then GETs
+//!   `http://hostile.spin.internal<target>` (this same component; everything after `to=` is the
+//!   target, its own query included, so `to` comes last) and relays the status it got, with the
+//!   body `relayed <status> retry-after=<value or ->`; `502 "chain error: <what the guest saw>"`
+//!   if the request failed. Needs `allowed_outbound_hosts = ["http://hostile.spin.internal"]`.
 //! - anything else: 404.
 
 mod misbehave;
@@ -80,6 +80,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             }
         }
         (Method::Get, "/chain") => {
+            std::thread::sleep(Duration::from_millis(n("wait")));
             let (status, body) = chain(query).await;
             reply(out, status, body).await
         }

@@ -1,7 +1,8 @@
 //! Test guest for lepton: a Spin 1.x-style component exporting the unversioned
 //! `fermyon:spin/inbound-http` interface, bound with `wit-bindgen` against the WIT in `wit/`.
 //! It reports the request exactly as the host delivered it; `?status=N` picks the response
-//! status and `/llm` calls the unversioned `fermyon:spin/llm` import.
+//! status, `/llm` calls the unversioned `fermyon:spin/llm` import and `/loop` loops forever
+//! without calling the host (for the request-deadline tests).
 
 wit_bindgen::generate!({
     world: "legacy-http",
@@ -16,6 +17,9 @@ struct Legacy;
 
 impl Guest for Legacy {
     fn handle_request(req: Request) -> Response {
+        if req.uri.starts_with("/legacy/loop") {
+            loop_forever();
+        }
         if req.uri.starts_with("/legacy/llm") {
             let text = match llm::infer("llama2-chat", "hi", None) {
                 Ok(res) => format!("inferred: {}\n", res.text),
@@ -56,6 +60,15 @@ impl Guest for Legacy {
             headers.concat()
         );
         text_response(status, report)
+    }
+}
+
+/// Never returns, never yields and never calls the host: only the host's request deadline (an
+/// epoch interruption) can stop it. `black_box` keeps the loop from being optimised away.
+fn loop_forever() -> ! {
+    let mut i: u64 = 0;
+    loop {
+        i = std::hint::black_box(i.wrapping_add(1));
     }
 }
 

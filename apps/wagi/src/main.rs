@@ -1,7 +1,8 @@
 //! Test guest for lepton: a WAGI (CGI over WASI) command built for `wasm32-wasip1`, a plain
 //! `_start` core module that lepton turns into a component with the command adapter. It prints
 //! CGI headers, a blank line, then its argv, selected environment variables and stdin. The last
-//! path segment picks a behaviour (`location`, `status`, `noheaders`, `exit0`, `exit3`, `silent`).
+//! path segment picks a behaviour (`location`, `status`, `noheaders`, `exit0`, `exit3`, `silent`,
+//! and `loop`, which loops forever without calling the host, for the request-deadline tests).
 
 use std::io::{Read, Write};
 
@@ -24,6 +25,7 @@ fn main() {
             return;
         }
         "silent" => return,
+        "loop" => loop_forever(),
         "exit0" => {
             let _ = write!(out, "Content-Type: text/plain\n\nexiting 0\n");
             let _ = out.flush();
@@ -47,4 +49,13 @@ fn main() {
     }
     report.push_str(&format!("stdin: {stdin}\n"));
     let _ = out.write_all(report.as_bytes());
+}
+
+/// Never returns, never yields and never calls the host: only the host's request deadline (an
+/// epoch interruption) can stop it. `black_box` keeps the loop from being optimised away.
+fn loop_forever() -> ! {
+    let mut i: u64 = 0;
+    loop {
+        i = std::hint::black_box(i.wrapping_add(1));
+    }
 }
