@@ -242,12 +242,28 @@ async fn send_default(
 #[derive(Debug, Clone)]
 pub struct OutboundHttpHooks {
     ctx: Arc<OutboundHttp>,
+    deadline: Option<std::time::Instant>,
 }
+
+/// The deadline of the request whose guest sends an outbound request, carried in the request's
+/// extensions so a chained request (`*.spin.internal`) never outlives its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerDeadline(pub std::time::Instant);
 
 impl OutboundHttpHooks {
     /// Hooks applying `ctx`.
     pub fn new(ctx: Arc<OutboundHttp>) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            deadline: None,
+        }
+    }
+
+    /// The same hooks, attaching `deadline` (the calling request's) to every outbound request
+    /// as a [`CallerDeadline`].
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// The component's outbound HTTP context.
@@ -265,10 +281,13 @@ impl Default for OutboundHttpHooks {
 impl WasiHttpHooks for OutboundHttpHooks {
     fn send_request(
         &mut self,
-        request: Request<WasiBody>,
+        mut request: Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send> {
+        if let Some(deadline) = self.deadline {
+            request.extensions_mut().insert(CallerDeadline(deadline));
+        }
         Box::new(self.ctx.clone().send(request, options))
     }
 }

@@ -19,8 +19,8 @@ pub mod sockets;
 
 pub use allowed::{AllowedHost, EntryError, Target, default_port};
 pub use http::{
-    DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp, OutboundHttpHooks,
-    link_p2_relative_urls,
+    CallerDeadline, DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp,
+    OutboundHttpHooks, link_p2_relative_urls,
 };
 pub use legacy::{OutboundView, add_legacy_http_to_linker};
 pub use policy::{BlockedNetworks, OutboundError, OutboundPolicy, VariableResolver, no_variables};

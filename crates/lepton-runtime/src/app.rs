@@ -161,12 +161,13 @@ impl PreparedComponent {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)?;
         }
         lepton_outbound::configure_sockets(&mut wasi, self.outbound.policy());
+        let deadline = Instant::now() + self.guard.limits.request_timeout();
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
             unsupported: lepton_host_unsupported::UnsupportedHost::new(self.ai_models.clone()),
-            hooks: OutboundHttpHooks::new(self.outbound.clone()),
+            hooks: OutboundHttpHooks::new(self.outbound.clone()).with_deadline(deadline),
             data: self.data.instance(&self.id),
             services: lepton_outbound_services::ServicesHost::new(self.services.clone()),
             // `memory_mib` over all memories and tables; runtime-config `max_instance_memory`
@@ -194,7 +195,7 @@ impl PreparedComponent {
         let guard = &self.guard;
         let mut policy = TickPolicy {
             app: guard.app.clone(),
-            deadline: Instant::now() + guard.limits.request_timeout(),
+            deadline,
             cut_off: guard.cut_off.clone(),
             scheduler: guard.scheduler.clone(),
             cpu: guard.cpu.clone(),

@@ -106,6 +106,10 @@ impl LocalDispatch for ChainDispatch {
             tracing::warn!(app = %self.app, component, limit = "max_concurrent_requests", "chained request refused: the app is at its concurrency limit");
             return Box::pin(async { Ok(crate::stack::unavailable()) });
         };
+        let parts_deadline = parts
+            .extensions
+            .get::<lepton_outbound::CallerDeadline>()
+            .map(|d| tokio::time::Instant::from_std(d.0));
         let over_limit = Arc::new(AtomicBool::new(false));
         let body = LimitedBody {
             inner: body,
@@ -116,8 +120,12 @@ impl LocalDispatch for ChainDispatch {
         let app = self.app.clone();
         let component = component.to_string();
         let cut_off = self.cut_off.signal();
+        // Never past the caller's own deadline: a guest chaining to itself just before each
+        // deadline must not outlive the request that started it.
+        let caller = parts_deadline;
         Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + limits.request_timeout();
+            let own = tokio::time::Instant::now() + limits.request_timeout();
+            let deadline = caller.map_or(own, |caller| own.min(caller));
             let mut cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(cut_off);
             let res = tokio::select! {
                 res = run_with_deadline(&app, &component, &executor, request, deadline) => res,
