@@ -134,7 +134,8 @@ impl Target {
     }
 
     /// The destination of an absolute URL such as `redis://cache.example:6380/0`. Without a port
-    /// the scheme's default applies; `None` if the URL has no host or no port can be known.
+    /// the scheme's default applies; `None` if the URL has no host, no port can be known, or the
+    /// host is malformed (as in URLs, an IPv6 literal must be bracketed, and only it may be).
     pub fn from_url(url: &str) -> Option<Self> {
         let (scheme, rest) = url.split_once("://")?;
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -142,6 +143,17 @@ impl Target {
         let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
         let (host, port) = split_host_port(authority);
         if host.is_empty() {
+            return None;
+        }
+        // `split_host_port` takes an unbracketed host with several colons (`::1:8443`) whole, as
+        // entries may write IPv6 literals that way; in a URL that host (port included) would be
+        // checked as something the URL does not name.
+        let well_formed = if authority.starts_with('[') {
+            host.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            !host.contains([':', '[', ']'])
+        };
+        if !well_formed {
             return None;
         }
         let port = match port {
@@ -636,5 +648,24 @@ mod tests {
         );
         assert!(Target::from_url("/relative").is_none());
         assert!(Target::from_url("http:///x").is_none());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/allowed_hosts.rs): an unbracketed authority with
+    /// several colons was taken whole as the host, port included, with the default port added
+    /// (`https://::1:8443` → `[::1:8443]:443`), and printed targets did not parse back.
+    #[test]
+    fn url_hosts_must_be_well_formed() {
+        for url in [
+            "https://::1:8443",
+            "https://K0:0:0:0:0:0:0:1]:8443",
+            "http://a]b:80",
+            "http://[example.com]:80",
+            "http://[::1:80",
+        ] {
+            assert_eq!(Target::from_url(url), None, "{url}");
+        }
+        let t = Target::from_url("https://[::ffff:10.0.0.1]:8443/x").expect("url");
+        assert_eq!((t.host(), t.port()), ("::ffff:10.0.0.1", 8443));
+        assert_eq!(Target::from_url(&t.to_string()), Some(t));
     }
 }
