@@ -14,6 +14,9 @@ mod cache;
 mod client;
 mod digest;
 mod error;
+/// Wrappers around crate-private parsers for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod loader;
 mod locks;
 mod media;

@@ -40,7 +40,7 @@ pub(crate) struct Fetched {
 }
 
 /// Parses manifest bytes; `source` names where they came from.
-fn parse_manifest(bytes: &[u8], source: &str) -> Result<OciImageManifest, OciError> {
+pub(crate) fn parse_manifest(bytes: &[u8], source: &str) -> Result<OciImageManifest, OciError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| OciError::Manifest {
             path: source.to_string(),
@@ -58,7 +58,7 @@ fn parse_manifest(bytes: &[u8], source: &str) -> Result<OciImageManifest, OciErr
 }
 
 /// The descriptor of the locked app: the Spin layer (modern) or the config (Spin 1.x).
-fn locked_descriptor<'m>(
+pub(crate) fn locked_descriptor<'m>(
     manifest: &'m OciImageManifest,
     reference: &str,
 ) -> Result<&'m OciDescriptor, OciError> {
