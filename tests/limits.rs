@@ -72,21 +72,9 @@ impl Host {
         }
     }
 
-    /// Seconds of CPU the process has used (user + system), from /proc.
+    /// Seconds of CPU the process has used (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses); utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime is field 14 (index 11 after the state field at index 0).
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_seconds(self.child.id())
     }
 }
 

@@ -446,3 +446,18 @@ pub fn status_error(status: &serde_json::Value, file: &str) -> Option<String> {
         .find(|e| e["file"] == file)
         .and_then(|e| e["error"].as_str().map(str::to_string))
 }
+
+/// Seconds of CPU process `pid` has used (user + system), from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (in parentheses): state is index 0, utime 11, stime 12.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
