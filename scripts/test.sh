@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what is missing (Debian packages, the guest
 # toolchain), builds the guest apps from apps/, then runs formatting, clippy and every test
-# (unit tests and end-to-end tests against a real docker-registry on loopback).
+# (unit tests and end-to-end tests against a real docker-registry on loopback), then fuzzes each
+# parser of untrusted input for a bounded time (scripts/fuzz.sh).
 # Fast when everything is already installed and built. `.ci/run` calls this.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,3 +22,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 cargo test --workspace 2>&1
+
+echo "==> fuzzing every parser of untrusted input (bounded: 20 s per target)"
+scripts/fuzz.sh 20
