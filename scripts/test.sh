@@ -21,7 +21,12 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
-cargo test --workspace 2>&1
+TEST_LOG="$(mktemp)"
+trap 'rm -f "$TEST_LOG"' EXIT
+cargo test --workspace 2>&1 | tee "$TEST_LOG"
 
 echo "==> fuzzing every parser of untrusted input (bounded: 20 s per target)"
 scripts/fuzz.sh 20
+
+# The tests' total, last, so the closing line speaks for the whole suite.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
