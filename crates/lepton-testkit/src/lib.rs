@@ -26,12 +26,23 @@ pub use services::{
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-/// Returns a currently free TCP port on 127.0.0.1 (bind to :0, read the port, release it).
+/// Returns a currently free TCP port on 127.0.0.1 (bind to :0, read the port, release it),
+/// never one this process was already given: the kernel may hand a just-released port out again,
+/// and two apps of one manifest must not get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port != 0 && !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    0
 }
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
