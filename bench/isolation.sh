@@ -78,21 +78,18 @@ lepton_cpu=$(ps -o %cpu= -p "$LEPTON_PID" | tr -d ' ')
 for p in "${loopers[@]}"; do kill "$p" 2>/dev/null || true; done
 loopers=()
 
-# The cost of the limits on plain hello: the same process setup with LEPTON_LIMITS=off.
+# The cost of the limits on plain hello: on, off (LEPTON_LIMITS=off), on, off, each in a fresh process.
 read -r on1 _ < <(measure "http://$NEIGHBOUR/")
 stop_lepton
-start_lepton "$WORK/lepton-off.log" LEPTON_LIMITS=off
-wrk -t1 -c4 -d2s "http://$NEIGHBOUR/" >/dev/null
-read -r off1 _ < <(measure "http://$NEIGHBOUR/")
-stop_lepton
-start_lepton "$WORK/lepton-on2.log"
-wrk -t1 -c4 -d2s "http://$NEIGHBOUR/" >/dev/null
-read -r on2 _ < <(measure "http://$NEIGHBOUR/")
-stop_lepton
-start_lepton "$WORK/lepton-off2.log" LEPTON_LIMITS=off
-wrk -t1 -c4 -d2s "http://$NEIGHBOUR/" >/dev/null
-read -r off2 _ < <(measure "http://$NEIGHBOUR/")
-stop_lepton
+rates=()
+for mode in off on off; do
+    start_lepton "$WORK/lepton-$mode-${#rates[@]}.log" LEPTON_LIMITS="$mode"
+    wrk -t1 -c4 -d2s "http://$NEIGHBOUR/" >/dev/null
+    read -r rate _ < <(measure "http://$NEIGHBOUR/")
+    rates+=("$rate")
+    stop_lepton
+done
+off1=${rates[0]} on2=${rates[1]} off2=${rates[2]}
 
 python3 - "$alone_rps" "$alone_p99" "$loaded_rps" "$loaded_p99" "$on1" "$on2" "$off1" "$off2" "$CONNS" "$DURATION" "$lepton_cpu" <<'PY'
 import sys
