@@ -277,24 +277,31 @@ fn chained_requests_keep_the_deadline_and_pass_the_concurrency_gate() {
 
     // The deadline: a chained loop keeps the caller waiting; the client gets the caller's 504
     // at the caller's deadline (empty, not a relayed `relayed 504`), and the chained guest is
-    // stopped too. The caller waits 200 ms before chaining, so the chained request's own
-    // deadline (200 ms later than the caller's) cannot be the one the client sees. lepton stops
-    // a chained guest at that deadline of its own (dispatch + request_timeout_ms), not at its
-    // caller's, which is why the quiet check below waits a second first.
+    // stopped at that same deadline, not at its own: the caller waits 1 s before chaining, so
+    // the chained request's own deadline would be 1 s after the caller's. 300 ms after the 504
+    // the process must be quiet (a chained loop left to its own deadline would still use up to
+    // a core for 700 ms more).
     for round in 0..2 {
-        let looped = timed_get(pid, hostile, "/chain?wait=200&to=/loop");
+        let looped = timed_get(pid, hostile, "/chain?wait=1000&to=/loop");
         assert_timed_out(
             &format!("chained /loop #{round}"),
             &looped,
             &lepton.stderr(),
         );
+        std::thread::sleep(Duration::from_millis(300));
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        let used = cpu_seconds(pid) - before;
         eprintln!(
-            "chained /loop: 504 after {:?} ({:.2} s CPU)",
+            "chained /loop: 504 after {:?} ({:.2} s CPU); {used:.2} s CPU 300-800 ms later",
             looped.1, looped.2
         );
+        assert!(
+            used < 0.2,
+            "the chained loop outlived its caller's deadline: {used:.2} s of CPU in 500 ms\n{}",
+            lepton.stderr()
+        );
     }
-    let used = assert_goes_quiet(pid, || lepton.stderr());
-    eprintln!("after the chained loops: {used:.2} s CPU in 2 s");
     let log = lepton.stderr();
     assert!(
         log_lines(&log, "hostile", "request timed out").len() >= 2,
@@ -332,4 +339,68 @@ fn chained_requests_keep_the_deadline_and_pass_the_concurrency_gate() {
         get(hostile, "/chain?to=/ok").expect("chain").text(),
         "relayed 200 retry-after=-"
     );
+}
+
+#[test]
+fn a_client_that_goes_away_does_not_free_its_slot_while_its_guest_runs() {
+    let _serial = serial();
+    let (_registry, lepton, addrs, _tmp) = serve(&[(
+        "single",
+        "hostile-p2",
+        r#"{ "request_timeout_ms": 1500, "max_concurrent_requests": 1, "max_queued_requests": 0 }"#,
+    )]);
+    let addr = &addrs[0];
+    let pid = lepton.pid();
+    // A client starts a loop and hangs up once it is running.
+    let cpu = cpu_seconds(pid);
+    let start = Instant::now();
+    let mut client = std::net::TcpStream::connect(addr.as_str()).expect("connect");
+    std::io::Write::write_all(
+        &mut client,
+        format!("GET /loop HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .expect("send");
+    while cpu_seconds(pid) - cpu < 0.1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the loop never started: {}",
+            lepton.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(client);
+    std::thread::sleep(Duration::from_millis(100));
+    // Its guest still runs, so it still holds the app's only slot: refused at the gate.
+    let res = get(addr, "/ok").expect("ok while the loop runs");
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "too slow to check before the deadline: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        (res.status, res.header("retry-after")),
+        (503, Some("1")),
+        "a request got the slot of a guest still running: {}",
+        lepton.stderr()
+    );
+    // At the deadline the guest is stopped and the slot is free again.
+    let freed = loop {
+        let res = get(addr, "/ok").expect("ok after the deadline");
+        if res.status == 200 {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the slot was never released: {}",
+            lepton.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("slot of the abandoned loop released {freed:?} after it started");
+    assert!(
+        freed >= TIMEOUT,
+        "released after {freed:?}, before the deadline"
+    );
+    let used = assert_goes_quiet(pid, || lepton.stderr());
+    eprintln!("after the abandoned loop: {used:.2} s CPU in 2 s");
 }

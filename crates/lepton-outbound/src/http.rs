@@ -266,6 +266,11 @@ impl OutboundHttpHooks {
         self
     }
 
+    /// Bring the attached deadline forward to `to` if it is earlier (or attach it).
+    pub fn shorten_deadline(&mut self, to: std::time::Instant) {
+        self.deadline = Some(self.deadline.map_or(to, |d| d.min(to)));
+    }
+
     /// The component's outbound HTTP context.
     pub fn context(&self) -> &Arc<OutboundHttp> {
         &self.ctx

@@ -180,6 +180,7 @@ impl PreparedComponent {
                     .max_instance_memory
                     .map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
             ),
+            deadline,
         };
         let mut store = Store::new(&self.engine, state);
         if !crate::limits::enforced() {
@@ -195,14 +196,13 @@ impl PreparedComponent {
         let guard = &self.guard;
         let mut policy = TickPolicy {
             app: guard.app.clone(),
-            deadline,
             cut_off: guard.cut_off.clone(),
             scheduler: guard.scheduler.clone(),
             cpu: guard.cpu.clone(),
             ticks: 0,
         };
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| policy.on_tick());
+        store.epoch_deadline_callback(move |ctx| policy.on_tick(ctx.data().deadline));
         Ok(store)
     }
 

@@ -26,9 +26,24 @@ pub struct HostState {
     pub(crate) services: lepton_outbound_services::ServicesHost,
     /// The instance's memory budget (`memory_mib`, runtime-config `max_instance_memory`).
     pub(crate) limits: crate::limits::InstanceBudget,
+    /// When the request this store serves must end: the epoch callback stops the guest past it,
+    /// and outbound requests carry it (chained requests never outlive their caller).
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl HostState {
+    /// Bring the request deadline forward to `to` if it is earlier (a chained request's caller
+    /// ends sooner than the callee's own `request_timeout_ms`).
+    pub fn shorten_deadline(&mut self, to: std::time::Instant) {
+        self.deadline = self.deadline.min(to);
+        self.hooks.shorten_deadline(self.deadline);
+    }
+
+    /// When the request this store serves must end.
+    pub fn deadline(&self) -> std::time::Instant {
+        self.deadline
+    }
+
     /// The wasi-http view; a plain `fn` so it can be handed to wasi-http's request handler.
     pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {

@@ -123,10 +123,10 @@ impl std::fmt::Display for GuestStopped {
 
 impl std::error::Error for GuestStopped {}
 
-/// What one store's epoch callback needs: the deadline, the cut-off switch and the CPU share.
+/// What one store's epoch callback needs: the cut-off switch and the CPU share (the deadline is
+/// the store's, [`crate::HostState::deadline`], which a chained request may bring forward).
 pub(crate) struct TickPolicy {
     pub(crate) app: Arc<str>,
-    pub(crate) deadline: Instant,
     pub(crate) cut_off: CutOff,
     pub(crate) scheduler: Arc<CpuScheduler>,
     pub(crate) cpu: Arc<AppCpu>,
@@ -134,12 +134,13 @@ pub(crate) struct TickPolicy {
 }
 
 impl TickPolicy {
-    /// Called at each epoch tick that lands while the guest runs Wasm.
-    pub(crate) fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
+    /// Called at each epoch tick that lands while the guest runs Wasm, for a request that must
+    /// end by `deadline`.
+    pub(crate) fn on_tick(&mut self, deadline: Instant) -> wasmtime::Result<UpdateDeadline> {
         if self.cut_off.is_cut() {
             return Err(wasmtime::Error::new(GuestStopped::CutOff));
         }
-        if Instant::now() >= self.deadline {
+        if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(GuestStopped::Deadline));
         }
         self.ticks = self.ticks.saturating_add(1);
@@ -149,7 +150,7 @@ impl TickPolicy {
         }
         // CPU-bound: wait for a lane (fair between apps), hold it for one slice.
         let grant = self.scheduler.acquire(&self.app);
-        let deadline = tokio::time::Instant::from_std(self.deadline);
+        let deadline = tokio::time::Instant::from_std(deadline);
         let cut = self.cut_off.signal();
         Ok(UpdateDeadline::YieldCustom(
             1,
@@ -295,27 +296,29 @@ mod tests {
     async fn a_tick_past_the_deadline_or_after_a_cut_off_stops_the_guest() {
         let mut policy = TickPolicy {
             app: Arc::from("a"),
-            deadline: Instant::now() + Duration::from_secs(60),
             cut_off: CutOff::default(),
             scheduler: CpuScheduler::new(1, 1),
             cpu: Arc::default(),
             ticks: 0,
         };
-        assert!(matches!(policy.on_tick(), Ok(UpdateDeadline::Yield(1))));
+        let later = Instant::now() + Duration::from_secs(60);
         assert!(matches!(
-            policy.on_tick(),
+            policy.on_tick(later),
+            Ok(UpdateDeadline::Yield(1))
+        ));
+        assert!(matches!(
+            policy.on_tick(later),
             Ok(UpdateDeadline::YieldCustom(1, _))
         ));
         assert_eq!(policy.cpu.ticks(), 2);
         policy.cut_off.cut();
-        let err = policy.on_tick().err().expect("cut off");
+        let err = policy.on_tick(later).err().expect("cut off");
         assert_eq!(
             err.downcast_ref::<GuestStopped>(),
             Some(&GuestStopped::CutOff)
         );
         policy.cut_off = CutOff::default();
-        policy.deadline = Instant::now();
-        let err = policy.on_tick().err().expect("deadline");
+        let err = policy.on_tick(Instant::now()).err().expect("deadline");
         assert_eq!(
             err.downcast_ref::<GuestStopped>(),
             Some(&GuestStopped::Deadline)

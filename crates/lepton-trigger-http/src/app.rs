@@ -15,7 +15,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::TriggerError;
 use crate::chaining::ChainDispatch;
-use crate::executor::{ComponentExecutor, executor};
+use crate::executor::{ComponentExecutor, Ticket, executor};
 use crate::gate::AppGate;
 use crate::headers::SpinHeaders;
 use crate::router::{Route, RouteTarget, Router};
@@ -291,14 +291,14 @@ impl HttpApp {
     }
 
     /// Handle one request that arrived on a listener speaking `scheme` from `client`, answering
-    /// 504 if its component has not produced a response head by `deadline`. Limits other than
-    /// the deadline are applied by [`crate::stack::serve`], which calls this.
+    /// 504 if its component has not produced a response head by the ticket's deadline. Limits
+    /// other than the deadline are applied by [`crate::stack::serve`], which calls this.
     pub async fn handle<B>(
         &self,
         req: Request<B>,
         scheme: &str,
         client: SocketAddr,
-        deadline: tokio::time::Instant,
+        ticket: Ticket,
     ) -> Response<WasiBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -371,7 +371,7 @@ impl HttpApp {
         let Some(executor) = self.executors.executor(&component) else {
             return empty(StatusCode::INTERNAL_SERVER_ERROR);
         };
-        run_with_deadline(&self.name, &component, executor, req, deadline).await
+        run_with_deadline(&self.name, &component, executor, req, ticket).await
     }
 
     fn static_response(&self, i: usize) -> Response<WasiBody> {
@@ -386,16 +386,17 @@ impl HttpApp {
     }
 }
 
-/// Run `req` on `executor`, answering 504 if no response head arrives by `deadline` (the guest is
-/// stopped by the runtime at the same deadline) and an empty 500 if the guest fails.
+/// Run `req` on `executor`, answering 504 if no response head arrives by the ticket's deadline
+/// (the guest is stopped by the runtime at the same deadline) and an empty 500 if the guest fails.
 pub(crate) async fn run_with_deadline(
     app: &str,
     component: &str,
     executor: &ComponentExecutor,
     req: Request<WasiBody>,
-    deadline: tokio::time::Instant,
+    ticket: Ticket,
 ) -> Response<WasiBody> {
-    match tokio::time::timeout_at(deadline, executor.handle((), req)).await {
+    let deadline = ticket.deadline;
+    match tokio::time::timeout_at(deadline, executor.handle(ticket, req)).await {
         Ok(Ok(res)) => res,
         Ok(Err(err))
             if crate::stack::is_stopped_by_limits(&err)

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use lepton_runtime::{AppLimits, CutOff};
 
 use crate::app::run_with_deadline;
-use crate::executor::ComponentExecutor;
+use crate::executor::{ComponentExecutor, Ticket};
 use crate::gate::AppGate;
 use crate::headers::SpinHeaders;
 use crate::router::{RouteMatch, RouteTarget};
@@ -126,9 +126,14 @@ impl LocalDispatch for ChainDispatch {
         Box::pin(async move {
             let own = tokio::time::Instant::now() + limits.request_timeout();
             let deadline = caller.map_or(own, |caller| own.min(caller));
+            let slot = Arc::new(slot);
+            let ticket = Ticket {
+                deadline,
+                slot: Some(slot.clone()),
+            };
             let mut cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>> = Box::pin(cut_off);
             let res = tokio::select! {
-                res = run_with_deadline(&app, &component, &executor, request, deadline) => res,
+                res = run_with_deadline(&app, &component, &executor, request, ticket) => res,
                 () = &mut cut_off => return Err(wasmtime_wasi_http::Error::ConnectionTerminated),
             };
             let res = if over_limit.load(Ordering::Acquire) {

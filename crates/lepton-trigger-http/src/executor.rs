@@ -11,15 +11,14 @@
 //! slot) even while the guest waits on I/O, where the epoch callback cannot reach it.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
-
-use lepton_runtime::CutOff;
 
 use lepton_runtime::{ComponentHandlerKind, HostState, PreparedComponent};
 use wasmtime_wasi_http::WasiBody;
 
+use crate::gate::Slot;
 use crate::spin_inbound::SpinInboundExecutor;
 use crate::wagi::WagiExecutor;
 use wasmtime::component::GuestTaskId;
@@ -39,18 +38,29 @@ pub enum ComponentExecutor {
     Wagi(WagiExecutor),
 }
 
+/// What the stack hands the executor with each request: when it must end, and its concurrency
+/// slot (if it holds one), which the guest's worker keeps until it is gone — so a client that
+/// disconnects does not free a slot while its guest still runs.
+#[derive(Clone)]
+pub struct Ticket {
+    /// The request deadline (a chained request's is never past its caller's).
+    pub deadline: tokio::time::Instant,
+    /// The request's slot of its app's gate, shared with its response body.
+    pub slot: Option<Arc<Slot>>,
+}
+
 impl ComponentExecutor {
-    /// Handle one request (its `spin-*` headers already set). `data` is the wasi-http
-    /// per-request data (unused).
+    /// Handle one request (its `spin-*` headers already set) under `ticket`.
     pub async fn handle(
         &self,
-        data: (),
+        ticket: Ticket,
         req: http::Request<WasiBody>,
     ) -> wasmtime::Result<http::Response<WasiBody>> {
         match self {
-            Self::WasiHttp(handler) => handler.handle(data, req).await,
-            Self::SpinInbound(executor) => executor.handle(req).await,
-            Self::Wagi(executor) => executor.handle(req).await,
+            Self::WasiHttp(handler) => handler.handle(ticket, req).await,
+            // These stores belong to the request future: they end with it, slot included.
+            Self::SpinInbound(executor) => executor.handle(ticket.deadline, req).await,
+            Self::Wagi(executor) => executor.handle(ticket.deadline, req).await,
         }
     }
 }
@@ -104,18 +114,23 @@ impl HandlerState for ComponentWorkers {
             );
         };
         let proxy = pre.instantiate_async(&mut store).await?;
+        let sooner = Arc::new(Mutex::new(None));
         Ok(Instance {
             store,
             proxy,
             view: HostState::http_view,
-            expiration: RequestExpiration::new(
-                self.component.limits().request_timeout() + STOP_GRACE,
-                self.component.cut_off(),
-            ),
+            expiration: RequestExpiration {
+                deadline: Box::pin(tokio::time::sleep(
+                    self.component.limits().request_timeout() + STOP_GRACE,
+                )),
+                sooner: sooner.clone(),
+                cut_off: Box::pin(self.component.cut_off().signal()),
+            },
             state: SingleRequest {
                 app: self.app.clone(),
                 component: self.component.id().into(),
-                timeout: self.component.limits().request_timeout() + STOP_GRACE,
+                sooner,
+                ticket: Mutex::new(None),
             },
         })
     }
@@ -130,17 +145,12 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// is cut off. Polled by wasi-http outside the guest's event loop, so it fires even while the
 /// guest is blocked.
 pub struct RequestExpiration {
+    /// The component's own `request_timeout_ms` from instantiation, until the request arrives.
     deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The request's own deadline (plus [`STOP_GRACE`]), set by
+    /// [`SingleRequest::on_request_start`] when it is sooner.
+    sooner: Arc<Mutex<Option<tokio::time::Instant>>>,
     cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
-}
-
-impl RequestExpiration {
-    fn new(timeout: std::time::Duration, cut_off: &CutOff) -> Self {
-        Self {
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            cut_off: Box::pin(cut_off.signal()),
-        }
-    }
 }
 
 impl WorkerExpiration for RequestExpiration {
@@ -153,20 +163,28 @@ impl WorkerExpiration for RequestExpiration {
         if self.cut_off.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
+        let sooner = self.sooner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(at) = sooner
+            && at < self.deadline.deadline()
+        {
+            self.deadline.as_mut().reset(at);
+        }
         self.deadline.as_mut().poll(cx)
     }
 }
 
-/// A worker that accepts exactly one request: a fresh instance per request.
+/// A worker that accepts exactly one request: a fresh instance per request. It keeps the
+/// request's [`Ticket`] (its slot) until the worker ends.
 pub struct SingleRequest {
     app: Arc<str>,
     component: Arc<str>,
-    timeout: std::time::Duration,
+    sooner: Arc<Mutex<Option<tokio::time::Instant>>>,
+    ticket: Mutex<Option<Ticket>>,
 }
 
 impl WorkerState for SingleRequest {
     type StoreData = HostState;
-    type RequestData = ();
+    type RequestData = Ticket;
 
     fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
         if total == 0 {
@@ -178,15 +196,23 @@ impl WorkerState for SingleRequest {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, HostState>,
-        _data: (),
+        mut store: StoreContextMut<'_, HostState>,
+        ticket: Ticket,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        Box::pin(tokio::time::sleep(self.timeout))
+        store
+            .data_mut()
+            .shorten_deadline(ticket.deadline.into_std());
+        let end = ticket.deadline + STOP_GRACE;
+        *self.sooner.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
+        *self.ticket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ticket);
+        Box::pin(tokio::time::sleep_until(end))
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
         drop(store);
+        // The guest is gone: its slot may go too (once its response body is done as well).
+        drop(self.ticket.lock().unwrap_or_else(|e| e.into_inner()).take());
         match result {
             Ok(()) => {}
             Err(err) if crate::stack::is_stopped_by_limits(&err) => {

@@ -46,8 +46,13 @@ impl SpinInboundExecutor {
     }
 
     /// Handle one request (with its `spin-*` headers already set).
-    pub async fn handle(&self, req: Request<WasiBody>) -> wasmtime::Result<Response<WasiBody>> {
+    pub async fn handle(
+        &self,
+        deadline: tokio::time::Instant,
+        req: Request<WasiBody>,
+    ) -> wasmtime::Result<Response<WasiBody>> {
         let mut store = self.component.new_store()?;
+        store.data_mut().shorten_deadline(deadline.into_std());
         let instance = self.pre.instantiate_async(&mut store).await?;
 
         let (parts, body) = req.into_parts();

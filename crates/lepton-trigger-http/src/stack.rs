@@ -16,7 +16,9 @@
 //!    (the connection is closed) and its guests stopped.
 //!
 //! The slot, the version and the deadline stay attached to the response body
-//! ([`StackBody`]) until it is done, so streaming responses count as running requests. Chained
+//! ([`StackBody`]) until it is done, so streaming responses count as running requests; the guest's
+//! worker holds the slot too (through the [`Ticket`]), so a client that goes away does not free
+//! it while its guest still runs. Chained
 //! requests (`*.spin.internal`) pass steps 2–5 through [`crate::chaining`], taking a slot only
 //! if one is free.
 
@@ -34,6 +36,7 @@ use tokio::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::app::{HttpApp, empty};
+use crate::executor::Ticket;
 use crate::gate::Slot;
 
 /// The response body type of the stack (what listeners send).
@@ -70,7 +73,11 @@ where
     }
     if !lepton_runtime::limits_enforced() {
         let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
-        let res = app.handle(req, scheme, client, far).await;
+        let ticket = Ticket {
+            deadline: far,
+            slot: None,
+        };
+        let res = app.handle(req, scheme, client, ticket).await;
         let name: Arc<str> = app.name().into();
         let cut_off = Box::pin(app.cut_off_switch().signal());
         return Ok(hold(res, name, Some(app), None, far, cut_off));
@@ -105,8 +112,13 @@ where
         () = &mut cut_off => return Err(Abandoned),
     };
     let deadline = Instant::now() + timeout;
+    let slot = Arc::new(slot);
+    let ticket = Ticket {
+        deadline,
+        slot: Some(slot.clone()),
+    };
     let res = tokio::select! {
-        res = app.handle(req, scheme, client, deadline) => res,
+        res = app.handle(req, scheme, client, ticket) => res,
         () = &mut cut_off => return Err(Abandoned),
     };
     let res = if over_limit.load(Ordering::Acquire) {
@@ -124,7 +136,7 @@ pub(crate) fn hold(
     res: Response<WasiBody>,
     name: Arc<str>,
     keep: Option<Arc<HttpApp>>,
-    slot: Option<Slot>,
+    slot: Option<Arc<Slot>>,
     deadline: Instant,
     cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
 ) -> Response<ResponseBody> {
@@ -225,7 +237,7 @@ struct StackBody {
     body: WasiBody,
     deadline: Pin<Box<tokio::time::Sleep>>,
     cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
-    _slot: Option<Slot>,
+    _slot: Option<Arc<Slot>>,
     _version: Option<Arc<HttpApp>>,
     name: Arc<str>,
 }

@@ -63,7 +63,11 @@ impl WagiExecutor {
     }
 
     /// Handle one request (with its `spin-*` headers set).
-    pub async fn handle(&self, req: Request<WasiBody>) -> wasmtime::Result<Response<WasiBody>> {
+    pub async fn handle(
+        &self,
+        deadline: tokio::time::Instant,
+        req: Request<WasiBody>,
+    ) -> wasmtime::Result<Response<WasiBody>> {
         let (mut parts, body) = req.into_parts();
         let spin = take_spin_headers(&mut parts.headers);
         let template = spin
@@ -82,6 +86,7 @@ impl WagiExecutor {
                 .stdin(MemoryInputPipe::new(body))
                 .stdout(stdout.clone());
         })?;
+        store.data_mut().shorten_deadline(deadline.into_std());
         let command = self.pre.instantiate_async(&mut store).await?;
         match command.wasi_cli_run().call_run(&mut store).await {
             Ok(Ok(())) => {}
