@@ -12,10 +12,6 @@
 #
 # Environment:
 #   FUZZ_TARGETS="a b"        only these targets (default: all of `cargo fuzz list`)
-#   FUZZ_SUPERVISOR=1         also build and run supervisor_spec (lepton.json, tauon app files):
-#                             it links the whole runtime (wasmtime...), which makes a build from
-#                             scratch several minutes longer, so it is off by default (naming it
-#                             in FUZZ_TARGETS turns it on too)
 #   FUZZ_SANITIZER=address    build with AddressSanitizer (default: none: much faster to build
 #                             and run, and panics, hangs and OOMs are caught either way)
 #   FUZZ_JOBS=N               targets run at once (default: nproc)
@@ -33,10 +29,6 @@ SECONDS_PER_TARGET=${1:-20}
 SANITIZER=${FUZZ_SANITIZER:-none}
 JOBS=${FUZZ_JOBS:-$(nproc)}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
-SUPERVISOR=${FUZZ_SUPERVISOR:-0}
-if [[ " ${FUZZ_TARGETS:-} " == *" supervisor_spec "* ]]; then
-    SUPERVISOR=1
-fi
 
 if ! [[ $SECONDS_PER_TARGET =~ ^[0-9]+$ ]] || [ "$SECONDS_PER_TARGET" -lt 1 ]; then
     echo "usage: $0 [SECONDS_PER_TARGET]" >&2
@@ -59,9 +51,6 @@ fi
 # `--dev`: fuzz/Cargo.toml's dev profile optimises the parsers and leaves the never-run runtime
 # crates (wasmtime, TLS, ...) unoptimised, which keeps a build from scratch short.
 build=(--dev --sanitizer "$SANITIZER")
-if [ "$SUPERVISOR" = 1 ]; then
-    build+=(--features supervisor)
-fi
 echo "fuzz: building the targets (sanitizer: $SANITIZER)"
 cargo fuzz build "${build[@]}"
 echo "fuzz: built ($(elapsed) so far)"
@@ -70,9 +59,6 @@ if [ -n "${FUZZ_TARGETS:-}" ]; then
     read -r -a targets <<<"$FUZZ_TARGETS"
 else
     mapfile -t targets < <(cargo fuzz list)
-    if [ "$SUPERVISOR" != 1 ]; then
-        mapfile -t targets < <(printf '%s\n' "${targets[@]}" | grep -vx supervisor_spec)
-    fi
 fi
 
 # Scratch space the targets use for fixture files (TMPDIR); tmpfs when there is one, so the cache

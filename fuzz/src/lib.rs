@@ -12,7 +12,7 @@
 //! build several times longer. Each of these files uses only std, lepton-app and small libraries
 //! plus its sibling modules here; if one starts using more of its crate, this build fails to
 //! compile (it cannot silently fuzz stale code), and the file's target should then depend on
-//! the crate (as `supervisor_spec` does on lepton-supervisor).
+//! the crate, if it is free of the runtime (as `app_spec` depends on lepton-spec).
 
 use std::path::{Component, Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! enforces the request-level ones (concurrency, queue, body size) before a store exists.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
 use wasmtime::UpdateDeadline;
@@ -31,45 +31,7 @@ pub fn enforced() -> bool {
     })
 }
 
-/// One app's limits, after defaults were applied. Field names match the `limits` object of
-/// `lepton.json` and tauon files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct AppLimits {
-    /// How long one request may take, from its arrival to its last response byte.
-    pub request_timeout_ms: u64,
-    /// The most memory one instance may hold: all its linear memories and tables together.
-    pub memory_mib: u64,
-    /// Requests of the app running at once (chained requests included).
-    pub max_concurrent_requests: u32,
-    /// Requests waiting (FIFO) for one of those slots before new ones are refused with 503.
-    pub max_queued_requests: u32,
-    /// The largest request body accepted (413 past it).
-    pub max_request_body_bytes: u64,
-}
-
-impl Default for AppLimits {
-    fn default() -> Self {
-        Self {
-            request_timeout_ms: 30_000,
-            memory_mib: 128,
-            max_concurrent_requests: 100,
-            max_queued_requests: 100,
-            max_request_body_bytes: 10 << 20,
-        }
-    }
-}
-
-impl AppLimits {
-    /// [`Self::request_timeout_ms`] as a duration.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    /// [`Self::memory_mib`] in bytes.
-    pub fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
-    }
-}
+pub use lepton_spec::AppLimits;
 
 /// A version's cut-off switch: once set, its guests trap at their next tick and its workers
 /// stop, whatever they are doing. Set when a replaced or stopped version outlives its drain
@@ -301,7 +263,7 @@ mod tests {
             cpu: Arc::default(),
             ticks: 0,
         };
-        let later = Instant::now() + Duration::from_secs(60);
+        let later = Instant::now() + std::time::Duration::from_secs(60);
         assert!(matches!(
             policy.on_tick(later),
             Ok(UpdateDeadline::Yield(1))

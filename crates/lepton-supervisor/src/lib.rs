@@ -6,14 +6,13 @@
 //! → `AppSpec`s → supervisor → loader (`lepton-oci`) → runtime (`lepton-runtime`) → HTTP trigger
 //! (`lepton-trigger-http`).
 
-pub mod limits;
 mod outcome;
-pub mod spec;
 pub mod supervisor;
 pub mod tauon;
 
-pub use limits::LimitOverrides;
-pub use spec::{AppSpec, ConfigError, Manifest, parse_app_file};
+pub use lepton_spec::{AppSpec, ConfigError, LimitOverrides, Manifest, parse_app_file};
+/// The desired-state model (re-exported from `lepton-spec`).
+pub use lepton_spec::{app as spec, limits};
 pub use supervisor::{
     AppSupervisor, LoadFailure, RunningAppStatus, StartError, SupervisorConfig, Transition,
 };

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::outcome::log_transition;
 pub use crate::outcome::{LoadFailure, RunningAppStatus, StartError, Transition};
-use crate::spec::{AppSpec, addresses_conflict};
+use lepton_spec::{AppSpec, addresses_conflict};
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]

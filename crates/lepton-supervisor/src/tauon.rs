@@ -30,8 +30,8 @@ use notify::Watcher;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::spec::{AppSpec, parse_app_file};
 use crate::supervisor::{AppSupervisor, LoadFailure, StartError, Transition};
+use lepton_spec::{AppSpec, parse_app_file};
 
 /// tauon settings.
 #[derive(Debug, Clone)]

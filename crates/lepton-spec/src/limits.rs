@@ -7,7 +7,47 @@
 //!             "max_queued_requests": 100, "max_request_body_bytes": 10485760 }
 //! ```
 
-use lepton_runtime::AppLimits;
+use std::time::Duration;
+
+/// One app's limits, after defaults were applied. Field names match the `limits` object of
+/// `lepton.json` and tauon files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AppLimits {
+    /// How long one request may take, from its arrival to its last response byte.
+    pub request_timeout_ms: u64,
+    /// The most memory one instance may hold: all its linear memories and tables together.
+    pub memory_mib: u64,
+    /// Requests of the app running at once (chained requests included).
+    pub max_concurrent_requests: u32,
+    /// Requests waiting (FIFO) for one of those slots before new ones are refused with 503.
+    pub max_queued_requests: u32,
+    /// The largest request body accepted (413 past it).
+    pub max_request_body_bytes: u64,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            memory_mib: 128,
+            max_concurrent_requests: 100,
+            max_queued_requests: 100,
+            max_request_body_bytes: 10 << 20,
+        }
+    }
+}
+
+impl AppLimits {
+    /// [`Self::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`Self::memory_mib`] in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
 
 /// One limit's name (as written in `limits`) and its allowed range.
 pub struct LimitField {

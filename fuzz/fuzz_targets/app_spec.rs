@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use lepton_fuzz::{is_within, put, scratch};
-use lepton_supervisor::{AppSpec, Manifest, parse_app_file};
+use lepton_spec::{AppSpec, Manifest, parse_app_file};
 use libfuzzer_sys::fuzz_target;
 
 /// `<scratch>/lepton.json`'s directory: `rc.toml` (a runtime config), `state/` (a directory) and

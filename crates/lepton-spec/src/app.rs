@@ -374,7 +374,7 @@ pub fn parse_app_file(path: &Path, text: &str) -> Result<AppSpec, ConfigError> {
 /// Two listen addresses collide when they share a port (other than 0, which picks a free one)
 /// and either the IPs are equal or one is a wildcard (`0.0.0.0`, `[::]`) of the same family or,
 /// for `[::]`, any family (dual-stack sockets).
-pub(crate) fn addresses_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+pub fn addresses_conflict(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }
