@@ -102,6 +102,37 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Raise the soft limit on open files to the hard one: every listener may hold up to
+/// `--max-connections` (4,096 by default) connections, far past the usual soft limit of 1,024,
+/// and a process out of descriptors fails to accept for every app at once. Logged; never fatal.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not read the open file limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        tracing::debug!(open_files = limit.rlim_cur, "open file limit");
+        return;
+    }
+    let soft = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::debug!(
+            from = soft,
+            to = limit.rlim_cur,
+            "raised the open file limit"
+        );
+    } else {
+        tracing::warn!(open_files = soft, error = %std::io::Error::last_os_error(), "could not raise the open file limit");
+    }
+}
+
 /// Run `fut` on a multi-threaded runtime; errors are printed and become exit status 1.
 pub fn block_on(fut: impl Future<Output = Result<()>>) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -50,6 +50,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     cli::init_tracing();
+    cli::raise_open_file_limit();
     let args = Cli::parse();
     cli::block_on(run(args))
 }

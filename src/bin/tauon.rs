@@ -47,6 +47,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     cli::init_tracing();
+    cli::raise_open_file_limit();
     let args = Cli::parse();
     cli::block_on(run(args))
 }

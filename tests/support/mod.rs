@@ -85,6 +85,21 @@ impl Lepton {
         logs: &Path,
         envs: &[(&str, &OsStr)],
     ) -> Self {
+        Self::spawn(manifest, cache_dir, logs, envs, &[])
+    }
+
+    /// [`Lepton::start`] with extra command-line options (e.g. `--header-read-timeout-ms`).
+    pub fn start_with_args(manifest: &Path, cache_dir: &Path, logs: &Path, args: &[&str]) -> Self {
+        Self::spawn(manifest, cache_dir, logs, &[], args)
+    }
+
+    fn spawn(
+        manifest: &Path,
+        cache_dir: &Path,
+        logs: &Path,
+        envs: &[(&str, &OsStr)],
+        args: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(logs).expect("log dir");
         let n = std::fs::read_dir(logs).map(|d| d.count()).unwrap_or(0);
         let stderr_path = logs.join(format!("lepton-{n}.stderr"));
@@ -96,6 +111,7 @@ impl Lepton {
             .arg(manifest)
             .arg("--cache-dir")
             .arg(cache_dir)
+            .args(args)
             .env("LEPTON_LOG", "info")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
