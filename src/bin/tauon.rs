@@ -64,6 +64,7 @@ async fn run(args: Cli) -> Result<()> {
         status_file: args.status_file,
         debounce: Duration::from_millis(args.debounce_ms.max(1)),
     };
-    tauon::run(supervisor, opts, cli::shutdown_signal()).await?;
+    let reconciler = lepton_supervisor::Reconciler::spawn(supervisor);
+    tauon::run(reconciler, opts, cli::shutdown_signal()).await?;
     Ok(())
 }

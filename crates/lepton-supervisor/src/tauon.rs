@@ -1,6 +1,7 @@
 //! tauon: a live control plane. A directory holds one JSON file per app (the per-app shape of a
 //! `lepton.json` entry, see [`crate::spec::parse_app_file`]); tauon starts what is there, then
-//! follows creates, edits, renames and deletes, and feeds each change to the [`AppSupervisor`].
+//! follows creates, edits, renames and deletes, and feeds each change to the [`Reconciler`]
+//! (which owns retries, conflicts and status; each file is one key, its absolute path).
 //!
 //! - Only `*.json` files whose name does not start with `.` are apps; editors' temp and swap
 //!   files, hidden files and the status file are ignored.
@@ -14,10 +15,10 @@
 //! - An app's identity is its file. A renamed file keeps serving without a restart (its name,
 //!   which defaults to the file stem, is replaced in place). A deleted file stops only its app.
 //! - Two files claiming one address or state_dir: the later one is refused, naming both files,
-//!   and is retried whenever another app stops or moves. At startup files are taken in name
-//!   order.
+//!   and is retried whenever another app stops or moves (by the reconciler). At startup files
+//!   are taken in name order.
 //! - A load that fails (registry outage, unknown reference) is retried with a backoff (2 s
-//!   doubling to 60 s) while the version serving, if any, keeps serving.
+//!   doubling to 60 s, by the reconciler) while the version serving, if any, keeps serving.
 //! - Status: every transition is logged with app, reference and digest, and a JSON status file
 //!   (by default `<DIR>/.tauon-status.json`, replaced atomically) lists the running apps with
 //!   their resolved digests and the files in error.
@@ -30,7 +31,7 @@ use notify::Watcher;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::supervisor::{AppSupervisor, LoadFailure, StartError, Transition};
+use crate::reconciler::{Desired, ReconcileStatus, Reconciler};
 use lepton_spec::{AppSpec, parse_app_file};
 
 /// tauon settings.
@@ -71,27 +72,8 @@ pub enum TauonError {
 struct FileEntry {
     content: Vec<u8>,
     modified: Option<SystemTime>,
-    /// The last spec this file described validly (what its app should run).
+    /// The last spec this file described validly (to recognise a rename).
     spec: Option<AppSpec>,
-    /// The parse error or load failure to report, if any.
-    error: Option<String>,
-    /// Refused because another file holds its address or state_dir: retried later.
-    conflicted: bool,
-    /// Number of the latest submission to the supervisor (older results are ignored).
-    submitted: u64,
-    /// When to try a failed load again (registry outage, unknown reference), and the backoff.
-    retry_at: Option<Instant>,
-    backoff: Duration,
-}
-
-/// The first and the longest wait before reloading a file whose app failed to load.
-const RETRY_FIRST: Duration = Duration::from_secs(2);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-
-struct Done {
-    key: String,
-    submission: u64,
-    result: Result<Transition, LoadFailure>,
 }
 
 /// A running app in the status file.
@@ -124,19 +106,17 @@ struct Status {
 }
 
 struct Tauon {
-    supervisor: AppSupervisor,
+    reconciler: Reconciler,
     dir: PathBuf,
     status_file: PathBuf,
     files: BTreeMap<String, FileEntry>,
-    done_tx: mpsc::UnboundedSender<Done>,
     last_status: Option<Status>,
-    next_submission: u64,
 }
 
 /// Run tauon on `opts.dir` until `shutdown` completes, then stop every app gracefully (draining
 /// in-flight requests within the supervisor's drain timeout) and write the final status.
 pub async fn run(
-    supervisor: AppSupervisor,
+    reconciler: Reconciler,
     opts: TauonOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TauonError> {
@@ -185,18 +165,17 @@ pub async fn run(
         })?;
     tracing::info!(dir = %dir.display(), status_file = %status_file.display(), "tauon watching");
 
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut status = reconciler.status();
     let mut tauon = Tauon {
-        supervisor: supervisor.clone(),
+        reconciler: reconciler.clone(),
         dir: dir.clone(),
         status_file,
         files: BTreeMap::new(),
-        done_tx,
         last_status: None,
-        next_submission: 0,
     };
-    tauon.rescan();
-    tauon.write_status(true);
+    tauon.rescan().await;
+    let first = status.borrow_and_update().clone();
+    tauon.write_status(&first, true);
 
     let debounce = opts.debounce;
     let max_wait = debounce * 10;
@@ -205,7 +184,6 @@ pub async fn run(
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
         let wake = pending.map(|(first, last)| (last + debounce).min(first + max_wait));
-        let retry = tauon.next_retry();
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = events.recv() => {
@@ -217,22 +195,21 @@ pub async fn run(
             }
             _ = sleep_until(wake), if wake.is_some() => {
                 pending = None;
-                tauon.rescan();
-                tauon.write_status(true);
+                tauon.rescan().await;
             }
-            _ = sleep_until(retry), if retry.is_some() => {
-                tauon.retry_due();
-            }
-            Some(done) = done_rx.recv() => {
-                tauon.finished(done);
-                tauon.write_status(true);
+            Ok(()) = status.changed() => {
+                let current = status.borrow_and_update().clone();
+                tauon.write_status(&current, true);
             }
         }
     }
     drop(watcher);
     tracing::info!("tauon shutting down: draining in-flight requests");
-    supervisor.shutdown().await;
-    tauon.write_status(false);
+    reconciler.supervisor().shutdown().await;
+    // What runs now (nothing), with the last known errors.
+    let mut last = ReconcileStatus::clone(&status.borrow());
+    last.running = reconciler.supervisor().status();
+    tauon.write_status(&last, false);
     tracing::info!("tauon stopped");
     Ok(())
 }
@@ -300,7 +277,7 @@ fn scan(dir: &Path, status_file: &Path) -> std::io::Result<BTreeMap<String, OnDi
 }
 
 impl Tauon {
-    fn rescan(&mut self) {
+    async fn rescan(&mut self) {
         let found = match scan(&self.dir, &self.status_file) {
             Ok(f) => f,
             Err(err) => {
@@ -348,7 +325,7 @@ impl Tauon {
                 continue;
             };
             let old_key = removed[pos].clone();
-            if self.supervisor.rename(&old_key, key) {
+            if self.reconciler.rename(old_key.as_str(), key.as_str()).await {
                 removed.remove(pos);
                 if let Some(entry) = self.files.remove(&old_key) {
                     tracing::info!(from = %old_key, to = %key, "app file renamed");
@@ -362,7 +339,7 @@ impl Tauon {
                 if entry.spec.is_some() {
                     tracing::info!(file = %key, "app file deleted: stopping its app");
                 }
-                self.submit(key, None);
+                drop(self.reconciler.set(key, Desired::Absent));
             }
         }
 
@@ -371,130 +348,18 @@ impl Tauon {
                 content: Vec::new(),
                 modified: None,
                 spec: None,
-                error: None,
-                conflicted: false,
-                submitted: 0,
-                retry_at: None,
-                backoff: Duration::ZERO,
             });
             entry.content = disk.content;
             entry.modified = disk.modified;
-            match parsed {
+            let desired = match parsed {
                 Ok(spec) => {
                     entry.spec = Some(spec.clone());
-                    entry.retry_at = None;
-                    entry.backoff = Duration::ZERO;
-                    entry.error = None;
-                    self.submit(key, Some(spec));
+                    Desired::App(spec)
                 }
-                Err(message) => {
-                    if entry.spec.is_some() {
-                        tracing::error!(file = %key, error = %message, "invalid app file; its app keeps running its last good version");
-                    } else {
-                        tracing::error!(file = %key, error = %message, "invalid app file; not started");
-                    }
-                    entry.error = Some(message);
-                    entry.conflicted = false;
-                }
-            }
-        }
-    }
-
-    /// Hand `desired` for `key` to the supervisor; its result comes back as a [`Done`].
-    fn submit(&mut self, key: String, desired: Option<AppSpec>) {
-        self.next_submission += 1;
-        let submission = self.next_submission;
-        if let Some(entry) = self.files.get_mut(&key) {
-            entry.submitted = submission;
-        }
-        let op = self.supervisor.apply(key.clone(), desired);
-        let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let result = op.await;
-            let _ = done.send(Done {
-                key,
-                submission,
-                result,
-            });
-        });
-    }
-
-    fn finished(&mut self, done: Done) {
-        let conflict = matches!(
-            &done.result,
-            Err(LoadFailure {
-                error: StartError::Conflict { .. },
-                ..
-            })
-        );
-        if let Some(entry) = self.files.get_mut(&done.key)
-            && entry.submitted == done.submission
-        {
-            match &done.result {
-                Ok(Transition::Superseded) => {}
-                Ok(_) => {
-                    entry.error = None;
-                    entry.conflicted = false;
-                    entry.retry_at = None;
-                    entry.backoff = Duration::ZERO;
-                }
-                Err(failure) => {
-                    let message = format!(
-                        "{}: app `{}` ({}) refused: {}",
-                        done.key,
-                        failure.app,
-                        failure.reference,
-                        failure.describe()
-                    );
-                    tracing::error!(file = %done.key, error = %message, "app file not applied");
-                    entry.error = Some(message);
-                    entry.conflicted = conflict;
-                    if matches!(failure.error, StartError::Load(_)) {
-                        // Pulls fail for reasons that pass (registry outages): try again later.
-                        entry.backoff = (entry.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
-                        entry.retry_at = Some(Instant::now() + entry.backoff);
-                        tracing::info!(file = %done.key, retry_in = ?entry.backoff, "will retry loading");
-                    }
-                }
-            }
-        }
-        if !conflict && !matches!(done.result, Ok(Transition::Superseded)) {
-            // Something else stopped, moved or failed: files waiting on a conflict may fit now.
-            let retry: Vec<(String, AppSpec)> = self
-                .files
-                .iter()
-                .filter(|(k, e)| e.conflicted && **k != done.key)
-                .filter_map(|(k, e)| e.spec.clone().map(|s| (k.clone(), s)))
-                .collect();
-            for (key, spec) in retry {
-                if let Some(entry) = self.files.get_mut(&key) {
-                    entry.conflicted = false;
-                }
-                self.submit(key, Some(spec));
-            }
-        }
-    }
-
-    /// When the next failed load is due for a retry.
-    fn next_retry(&self) -> Option<Instant> {
-        self.files.values().filter_map(|e| e.retry_at).min()
-    }
-
-    /// Resubmit every file whose retry is due.
-    fn retry_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<(String, AppSpec)> = self
-            .files
-            .iter_mut()
-            .filter(|(_, e)| e.retry_at.is_some_and(|t| t <= now))
-            .filter_map(|(k, e)| {
-                e.retry_at = None;
-                e.spec.clone().map(|s| (k.clone(), s))
-            })
-            .collect();
-        for (key, spec) in due {
-            tracing::info!(file = %key, reference = %spec.reference, "retrying a failed load");
-            self.submit(key, Some(spec));
+                Err(message) => Desired::Invalid(message),
+            };
+            // The outcome comes back through the reconciler's status.
+            drop(self.reconciler.set(key, desired));
         }
     }
 
@@ -506,25 +371,24 @@ impl Tauon {
     }
 
     /// Write the status file (atomically: a temp file renamed over it) when it changed.
-    fn write_status(&mut self, running: bool) {
-        let apps = self
-            .supervisor
-            .status()
-            .into_iter()
+    fn write_status(&mut self, current: &ReconcileStatus, running: bool) {
+        let apps = current
+            .running
+            .iter()
             .map(|s| AppStatus {
                 file: self.file_label(&s.key),
-                name: s.name,
-                reference: s.reference,
-                digest: s.digest,
+                name: s.name.clone(),
+                reference: s.reference.clone(),
+                digest: s.digest.clone(),
                 address: s.address.to_string(),
                 state_dir: s.state_dir.display().to_string(),
-                routes: s.routes,
+                routes: s.routes.clone(),
                 from_cache_only: s.from_cache_only,
                 limits: s.limits,
             })
             .collect();
-        let errors = self
-            .files
+        let errors = current
+            .keys
             .iter()
             .filter_map(|(k, e)| {
                 e.error.as_ref().map(|error| FileError {
