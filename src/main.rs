@@ -123,9 +123,11 @@ async fn serve(
         );
     }
     for app in &running {
+        // Manifest apps always have an address of their own (checked at load).
+        let address = app.address.map(|a| a.to_string()).unwrap_or_default();
         println!(
-            "Serving http://{} ({} from {}, {})",
-            app.address, app.name, app.reference, app.digest
+            "Serving http://{address} ({} from {}, {})",
+            app.name, app.reference, app.digest
         );
         let l = &app.limits;
         println!(

@@ -6,9 +6,12 @@
 //!
 //! Optional per-app fields: `name`, `variables` (a map of app variable values, the highest-priority
 //! variables provider), `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
-//! against the manifest's directory) and `limits` (see [`crate::limits`]).
+//! against the manifest's directory), `limits` (see [`crate::limits`]) and `hosts` (names the
+//! app answers to on a shared ingress, see [`crate::hosts`]).
 //!
-//! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file.
+//! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file. The
+//! admin API's `PUT /v1/apps/{name}` body ([`parse_api_app`]) is the same object, where
+//! `address` and `state_dir` are optional (an app needs an address or some hosts).
 //!
 //! The whole file is validated before anything listens: every problem is reported (not just the
 //! first), each naming the file, the field and the app. Relative `state_dir`s are resolved against
@@ -30,8 +33,10 @@ pub struct AppSpec {
     pub name: String,
     /// The OCI reference to run.
     pub reference: String,
-    /// Where it listens.
-    pub address: SocketAddr,
+    /// Where it listens on its own, if anywhere.
+    pub address: Option<SocketAddr>,
+    /// The host names it answers to on the shared ingress (normalised, sorted, no duplicates).
+    pub hosts: Vec<String>,
     /// Where its data and logs live (absolute).
     pub state_dir: PathBuf,
     /// App variable values given by the operator (highest-priority provider).
@@ -126,8 +131,14 @@ pub struct RawApp {
     #[serde(default)]
     name: Option<String>,
     reference: String,
-    address: String,
-    state_dir: String,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    state_dir: Option<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    tls: Option<serde_json::Value>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
     #[serde(default)]
@@ -192,7 +203,15 @@ impl Manifest {
                 problem("name", format!("`{n}` is already used by {other}"));
             }
             let fallback = default_name(&app.reference, i);
-            let checked = check_app(app, path, &base, &label, fallback, &mut problems);
+            let checked = check_app(
+                app,
+                path,
+                &base,
+                &label,
+                fallback,
+                Mode::File,
+                &mut problems,
+            );
             let mut problem = |field, message: String| {
                 problems.push(Problem {
                     file: path.to_path_buf(),
@@ -238,6 +257,14 @@ struct Checked {
     spec: Option<AppSpec>,
 }
 
+/// Which source an entry comes from: files need `address` and `state_dir`; the admin API
+/// defaults `state_dir` to `<state_root>/<name>` and needs an address or some hosts.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    File,
+    Api { state_root: &'a Path },
+}
+
 /// Validate one app entry on its own (no cross-app checks), pushing every problem found.
 fn check_app(
     app: RawApp,
@@ -245,6 +272,7 @@ fn check_app(
     base: &Path,
     label: &str,
     fallback_name: String,
+    mode: Mode<'_>,
     problems: &mut Vec<Problem>,
 ) -> Checked {
     let mut problem = |field, message: String| {
@@ -263,21 +291,83 @@ fn check_app(
     if let Err(e) = lepton_oci::parse_reference(&app.reference) {
         problem("reference", e.to_string());
     }
-    let address = match app.address.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(e) => {
+    // `None`: invalid; `Some(None)`: not given.
+    let address = match app.address.as_deref().map(str::parse::<SocketAddr>) {
+        Some(Ok(a)) => Some(Some(a)),
+        Some(Err(e)) => {
             problem(
                 "address",
-                format!("{:?} is not an IP:port socket address ({e})", app.address),
+                format!(
+                    "{:?} is not an IP:port socket address ({e})",
+                    app.address.as_deref().unwrap_or_default()
+                ),
             );
             None
         }
+        None if matches!(mode, Mode::File) => {
+            problem("address", "missing (where the app listens, IP:port)".into());
+            None
+        }
+        None if app.hosts.is_empty() => {
+            problem(
+                "address",
+                "the app needs an `address` of its own or some `hosts` on the shared ingress"
+                    .into(),
+            );
+            None
+        }
+        None => Some(None),
     };
-    let state_dir = if app.state_dir.is_empty() {
-        problem("state_dir", "must not be empty".into());
-        None
-    } else {
-        let dir = normalize(&base.join(&app.state_dir));
+    let mut hosts = Vec::new();
+    let mut hosts_ok = true;
+    if matches!(mode, Mode::File) && !app.hosts.is_empty() {
+        problem(
+            "hosts",
+            "only `lepton serve` has a shared ingress to route hosts on; give the app an `address`"
+                .into(),
+        );
+        hosts_ok = false;
+    }
+    for (i, raw) in app.hosts.iter().enumerate() {
+        match crate::hosts::normalize_host_pattern(raw) {
+            Ok(h) => hosts.push(h),
+            Err(message) => {
+                problem("hosts", format!("[{i}]: {message}"));
+                hosts_ok = false;
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    if app.tls.is_some() {
+        problem(
+            "tls",
+            "not supported yet: lepton has no TLS listener yet (plain --http ingress only)".into(),
+        );
+    }
+    let state_dir_text = match (app.state_dir, mode) {
+        (Some(dir), _) => Some(dir),
+        (None, Mode::File) => {
+            problem("state_dir", "missing (where the app keeps its data)".into());
+            None
+        }
+        (None, Mode::Api { state_root }) => Some(
+            state_root
+                .join(app.name.as_deref().unwrap_or(&fallback_name))
+                .display()
+                .to_string(),
+        ),
+    };
+    let state_dir = match state_dir_text {
+        None => None,
+        Some(dir) if dir.is_empty() => {
+            problem("state_dir", "must not be empty".into());
+            None
+        }
+        Some(dir) => Some(dir),
+    };
+    let state_dir = if let Some(state_dir) = state_dir {
+        let dir = normalize(&base.join(&state_dir));
         if dir.exists() && !dir.is_dir() {
             problem(
                 "state_dir",
@@ -285,6 +375,8 @@ fn check_app(
             );
         }
         Some(dir)
+    } else {
+        None
     };
     let runtime_config = match app.runtime_config.as_deref() {
         None => Some(None),
@@ -317,12 +409,13 @@ fn check_app(
     };
     let spec = match (address, &state_dir, runtime_config, limits) {
         (Some(address), Some(state_dir), Some(runtime_config), Some(limits))
-            if !app.name.as_deref().is_some_and(str::is_empty) =>
+            if !app.name.as_deref().is_some_and(str::is_empty) && hosts_ok =>
         {
             Some(AppSpec {
                 name: app.name.clone().unwrap_or(fallback_name),
                 reference: app.reference,
                 address,
+                hosts,
                 state_dir: state_dir.clone(),
                 variables: app.variables,
                 runtime_config,
@@ -332,7 +425,7 @@ fn check_app(
         _ => None,
     };
     Checked {
-        address,
+        address: address.flatten(),
         state_dir,
         spec,
     }
@@ -364,7 +457,62 @@ pub fn parse_app_file(path: &Path, text: &str) -> Result<AppSpec, ConfigError> {
         stem
     };
     let mut problems = Vec::new();
-    let checked = check_app(raw, path, &base, &label, fallback, &mut problems);
+    let checked = check_app(
+        raw,
+        path,
+        &base,
+        &label,
+        fallback,
+        Mode::File,
+        &mut problems,
+    );
+    match checked.spec {
+        Some(spec) if problems.is_empty() => Ok(spec),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// The body of the admin API's `PUT /v1/apps/{name}`: a tauon app file's object where `address`
+/// and `state_dir` are optional (`state_dir` defaults to `<state_root>/<name>`; relative paths
+/// are resolved against `state_root`), plus `hosts`. A `name` in the body must be `name`.
+/// Errors name `/v1/apps/{name}` as the file.
+pub fn parse_api_app(name: &str, text: &str, state_root: &Path) -> Result<AppSpec, ConfigError> {
+    let file = PathBuf::from(format!("/v1/apps/{name}"));
+    if let Err(message) = crate::hosts::check_app_name(name) {
+        return Err(ConfigError::Invalid(vec![Problem {
+            file,
+            app: name.to_string(),
+            field: "name",
+            message,
+        }]));
+    }
+    let raw: RawApp = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+        file: file.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let mut problems = Vec::new();
+    if raw.name.as_deref().is_some_and(|n| n != name) {
+        problems.push(Problem {
+            file: file.clone(),
+            app: name.to_string(),
+            field: "name",
+            message: format!(
+                "{:?} differs from the name in the URL",
+                raw.name.as_deref().unwrap_or_default()
+            ),
+        });
+    }
+    let checked = check_app(
+        raw,
+        &file,
+        state_root,
+        name,
+        name.to_string(),
+        Mode::Api { state_root },
+        &mut problems,
+    );
     match checked.spec {
         Some(spec) if problems.is_empty() => Ok(spec),
         _ => Err(ConfigError::Invalid(problems)),
@@ -409,129 +557,4 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(json: &str) -> Result<Manifest, ConfigError> {
-        Manifest::parse(Path::new("/etc/lepton/lepton.json"), json)
-    }
-
-    #[test]
-    fn valid_manifest_resolves_state_dirs_against_the_file() {
-        let m = parse(r#"{"apps":[{"reference":"127.0.0.1:5000/hello:v1","address":"127.0.0.1:4001","state_dir":"app1"}]}"#)
-            .expect("valid");
-        assert_eq!(m.apps[0].state_dir, PathBuf::from("/etc/lepton/app1"));
-        assert_eq!(m.apps[0].name, "hello");
-        assert_eq!(m.apps[0].address, "127.0.0.1:4001".parse().expect("addr"));
-    }
-
-    #[test]
-    fn every_problem_is_reported_naming_file_field_and_app() {
-        let err = parse(
-            r#"{"apps":[
-                {"reference":"127.0.0.1:5000/a:v1","address":"127.0.0.1:4001","state_dir":"a"},
-                {"reference":"127.0.0.1:5000/b:v1","address":"127.0.0.1:4001","state_dir":"b"},
-                {"reference":"Not A Reference!","address":"nowhere","state_dir":"a"}
-            ]}"#,
-        )
-        .expect_err("invalid");
-        let msg = err.to_string();
-        assert!(msg.contains("4 problems"), "{msg}");
-        assert!(msg.contains("/etc/lepton/lepton.json: apps[1] (127.0.0.1:5000/b:v1): `address`: 127.0.0.1:4001 is already used by apps[0]"), "{msg}");
-        assert!(
-            msg.contains("apps[2] (Not A Reference!): `reference`"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("apps[2] (Not A Reference!): `address`"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("apps[2] (Not A Reference!): `state_dir`"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn wildcard_addresses_conflict_with_specific_ones_on_the_same_port() {
-        let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
-        assert!(addresses_conflict(addr("0.0.0.0:80"), addr("127.0.0.1:80")));
-        assert!(addresses_conflict(addr("127.0.0.1:80"), addr("0.0.0.0:80")));
-        assert!(addresses_conflict(addr("[::]:80"), addr("127.0.0.1:80")));
-        assert!(!addresses_conflict(
-            addr("127.0.0.1:80"),
-            addr("127.0.0.2:80")
-        ));
-        assert!(!addresses_conflict(
-            addr("127.0.0.1:80"),
-            addr("127.0.0.1:81")
-        ));
-        assert!(!addresses_conflict(
-            addr("127.0.0.1:0"),
-            addr("127.0.0.1:0")
-        ));
-    }
-
-    #[test]
-    fn an_app_file_is_one_entry_named_after_its_file() {
-        let spec = parse_app_file(
-            Path::new("/srv/tauon/shop.json"),
-            r#"{"reference":"127.0.0.1:5000/hello:v1","address":"127.0.0.1:4001","state_dir":"data/shop","variables":{"k":"v"}}"#,
-        )
-        .expect("valid");
-        assert_eq!(spec.name, "shop");
-        assert_eq!(spec.state_dir, PathBuf::from("/srv/tauon/data/shop"));
-        assert_eq!(spec.variables.get("k").map(String::as_str), Some("v"));
-        let named = parse_app_file(
-            Path::new("/srv/tauon/shop.json"),
-            r#"{"name":"store","reference":"r.io/hello:v1","address":"127.0.0.1:4001","state_dir":"s"}"#,
-        )
-        .expect("valid");
-        assert_eq!(named.name, "store");
-    }
-
-    #[test]
-    fn app_file_errors_name_the_file_line_and_field() {
-        let err = parse_app_file(
-            Path::new("/srv/tauon/shop.json"),
-            "{\n \"reference\": \"r.io/a:1\",\n oops }",
-        )
-        .expect_err("invalid");
-        assert!(
-            err.to_string().starts_with("/srv/tauon/shop.json: line 3"),
-            "{err}"
-        );
-        let err = parse_app_file(
-            Path::new("/srv/tauon/shop.json"),
-            r#"{"reference":"r.io/a:1","address":"nowhere","state_dir":""}"#,
-        )
-        .expect_err("invalid");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("/srv/tauon/shop.json: shop: `address`"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("/srv/tauon/shop.json: shop: `state_dir`"),
-            "{msg}"
-        );
-        let err = parse_app_file(
-            Path::new("/srv/tauon/half.json"),
-            "{\"reference\": \"r.io/a",
-        )
-        .expect_err("a half-written file is an error");
-        assert!(
-            err.to_string().starts_with("/srv/tauon/half.json: line 1"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn syntax_errors_and_unknown_fields_point_at_the_line() {
-        let err = parse("{\"apps\": [\n {\"reference\": \"r/x:1\", \"adress\": \"x\"}]}")
-            .expect_err("invalid");
-        let msg = err.to_string();
-        assert!(msg.starts_with("/etc/lepton/lepton.json: line 2"), "{msg}");
-        assert!(msg.contains("adress"), "{msg}");
-    }
-}
+mod tests;

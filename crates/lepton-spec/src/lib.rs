@@ -10,7 +10,8 @@
 //! - [`limits`]: the `limits` object ([`LimitOverrides`]) and the [`AppLimits`] an app runs with.
 
 pub mod app;
+pub mod hosts;
 pub mod limits;
 
-pub use app::{AppSpec, ConfigError, Manifest, addresses_conflict, parse_app_file};
+pub use app::{AppSpec, ConfigError, Manifest, addresses_conflict, parse_api_app, parse_app_file};
 pub use limits::{AppLimits, LIMIT_FIELDS, LimitField, LimitOverrides};

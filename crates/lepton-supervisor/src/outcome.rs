@@ -105,8 +105,10 @@ pub struct RunningAppStatus {
     pub reference: String,
     /// The manifest digest it resolved to.
     pub digest: String,
-    /// The address it serves on.
-    pub address: SocketAddr,
+    /// The address it serves on by itself, if any.
+    pub address: Option<SocketAddr>,
+    /// The hosts it answers to on the shared ingress.
+    pub hosts: Vec<String>,
     /// Its state directory.
     pub state_dir: PathBuf,
     /// Its routes, as written.
@@ -144,16 +146,16 @@ pub enum Transition {
 pub(crate) fn log_transition(key: &str, t: &Transition) {
     match t {
         Transition::Started(s) => {
-            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = %s.address, "app started")
+            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = ?s.address, hosts = ?s.hosts, "app started")
         }
         Transition::Replaced { previous, current } => {
-            tracing::info!(%key, app = %current.name, reference = %current.reference, digest = %current.digest, previous_reference = %previous.reference, previous_digest = %previous.digest, address = %current.address, previous_address = %previous.address, "app replaced")
+            tracing::info!(%key, app = %current.name, reference = %current.reference, digest = %current.digest, previous_reference = %previous.reference, previous_digest = %previous.digest, address = ?current.address, previous_address = ?previous.address, hosts = ?current.hosts, "app replaced")
         }
         Transition::Unchanged(s) => {
             tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, "app unchanged: same digest and settings")
         }
         Transition::Stopped(s) => {
-            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = %s.address, "app stopped")
+            tracing::info!(%key, app = %s.name, reference = %s.reference, digest = %s.digest, address = ?s.address, "app stopped")
         }
         Transition::NotRunning | Transition::Superseded => {
             tracing::debug!(%key, transition = ?t, "nothing to do")

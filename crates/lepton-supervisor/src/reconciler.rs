@@ -28,6 +28,8 @@ use crate::{AppSpec, RunningAppStatus};
 
 /// What a source wants for one key.
 #[derive(Debug, Clone)]
+// One per change of desired state, never on the request path: the size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Desired {
     /// This app, at this spec.
     App(AppSpec),
@@ -90,6 +92,7 @@ impl ReconcileStatus {
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Set {
         key: String,
@@ -458,7 +461,8 @@ mod tests {
             name: name.into(),
             // Nothing listens on port 1: loads fail fast, without a registry.
             reference: format!("127.0.0.1:1/{name}:v1"),
-            address: "127.0.0.1:0".parse().expect("address"),
+            address: Some("127.0.0.1:0".parse().expect("address")),
+            hosts: Vec::new(),
             state_dir: dir.join(name),
             variables: Default::default(),
             runtime_config: None,

@@ -15,6 +15,11 @@
 //! requests still running on it are cut off). A replace that
 //! moves the app binds the new address first and then stops the old listener (draining it).
 //! Whatever fails, the version already serving keeps serving.
+//!
+//! Apps with `hosts` are also served on the shared ingress: the supervisor publishes a
+//! [`HostTable`] (host → the app's version channel) that `--http` listeners route by, so a
+//! replace reaches them at once; an app may have hosts, its own address, or both. Hosts are
+//! claimed like addresses: a host held by another key is refused, naming it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use lepton_oci::{AppLoader, LoadSource, LoadedApp};
 use lepton_runtime::{AppConfig, AppLimits, CompileCache, RuntimeApp, RuntimeEngine};
-use lepton_trigger_http::{AppGate, ConnectionLimits, HttpApp, HttpListener};
+use lepton_trigger_http::{
+    AppGate, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -58,20 +65,38 @@ struct RunningApp {
     spec: AppSpec,
     status: RunningAppStatus,
     current: watch::Sender<Arc<HttpApp>>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Its own listener (stop switch and task), if it has an address.
+    listener: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// What an app claims: its own address, its data and its hosts.
+#[derive(Debug, Clone)]
+struct Claims {
+    address: Option<SocketAddr>,
+    state_dir: PathBuf,
+    hosts: Vec<String>,
+}
+
+impl Claims {
+    fn of(spec: &AppSpec) -> Self {
+        Self {
+            address: spec.address,
+            state_dir: spec.state_dir.clone(),
+            hosts: spec.hosts.clone(),
+        }
+    }
 }
 
 /// What one key holds or is about to hold, for conflict checks.
 #[derive(Debug, Clone, Default)]
 struct Holdings {
-    running: Option<(SocketAddr, PathBuf)>,
-    executing: Option<(SocketAddr, PathBuf)>,
-    latest: Option<(SocketAddr, PathBuf)>,
+    running: Option<Claims>,
+    executing: Option<Claims>,
+    latest: Option<Claims>,
 }
 
 impl Holdings {
-    fn iter(&self) -> impl Iterator<Item = &(SocketAddr, PathBuf)> {
+    fn iter(&self) -> impl Iterator<Item = &Claims> {
         self.running
             .iter()
             .chain(self.executing.iter())
@@ -103,6 +128,8 @@ struct Inner {
     compile_cache: CompileCache,
     config: SupervisorConfig,
     state: Mutex<State>,
+    /// Hosts → apps, for the shared ingress; republished whenever a running app changes.
+    hosts: watch::Sender<Arc<HostTable>>,
 }
 
 impl Inner {
@@ -139,8 +166,14 @@ impl AppSupervisor {
                 compile_cache,
                 config,
                 state: Mutex::new(State::default()),
+                hosts: watch::Sender::new(Arc::new(HostTable::new())),
             }),
         }
+    }
+
+    /// Hosts → apps, for shared ingress listeners ([`ServeTarget::Hosts`]).
+    pub fn host_table(&self) -> watch::Receiver<Arc<HostTable>> {
+        self.inner.hosts.subscribe()
     }
 
     /// Start every `(key, spec)` concurrently. Apps that fail are returned; the rest serve.
@@ -244,11 +277,16 @@ impl AppSupervisor {
             state.shutting_down = true;
             state.running.drain().map(|(_, app)| app).collect()
         };
+        self.inner.hosts.send_replace(Arc::new(HostTable::new()));
         for app in &apps {
-            let _ = app.stop.send(true);
+            if let Some((stop, _)) = &app.listener {
+                let _ = stop.send(true);
+            }
         }
         for app in apps {
-            if let Err(err) = app.task.await {
+            if let Some((_, task)) = app.listener
+                && let Err(err) = task.await
+            {
                 tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
             }
             tracing::info!(key = %app.status.key, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app stopped (shutdown)");
@@ -281,15 +319,24 @@ fn claim(
             if other == key {
                 continue;
             }
-            for (address, state_dir) in holdings.iter() {
-                if addresses_conflict(spec.address, *address) {
+            for held in holdings.iter() {
+                if let (Some(want), Some(address)) = (spec.address, held.address)
+                    && addresses_conflict(want, address)
+                {
                     return Err(StartError::Conflict {
                         field: "address",
-                        value: spec.address.to_string(),
+                        value: want.to_string(),
                         other: other.clone(),
                     });
                 }
-                if spec.state_dir == *state_dir {
+                if let Some(host) = spec.hosts.iter().find(|h| held.hosts.contains(h)) {
+                    return Err(StartError::Conflict {
+                        field: "hosts",
+                        value: host.clone(),
+                        other: other.clone(),
+                    });
+                }
+                if spec.state_dir == held.state_dir {
                     return Err(StartError::Conflict {
                         field: "state_dir",
                         value: spec.state_dir.display().to_string(),
@@ -302,8 +349,7 @@ fn claim(
     let slot = state.slots.entry(key.to_string()).or_default().clone();
     let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
     slot.pending.fetch_add(1, Ordering::SeqCst);
-    state.holdings.entry(key.to_string()).or_default().latest =
-        desired.map(|s| (s.address, s.state_dir.clone()));
+    state.holdings.entry(key.to_string()).or_default().latest = desired.map(Claims::of);
     Ok((slot, generation))
 }
 
@@ -326,10 +372,7 @@ async fn run_op(
     let result = execute(inner, key, desired).await;
     // Whatever happened, this key now holds exactly what it serves.
     let mut state = inner.state();
-    let serving = state
-        .running
-        .get(key)
-        .map(|r| (r.spec.address, r.spec.state_dir.clone()));
+    let serving = state.running.get(key).map(|r| Claims::of(&r.spec));
     let h = state.holdings.entry(key.to_string()).or_default();
     h.executing = None;
     h.running = serving;
@@ -352,12 +395,14 @@ async fn execute(
         let app = {
             let mut state = inner.state();
             state.gates.remove(key);
-            state.running.remove(key)
+            let app = state.running.remove(key);
+            publish_hosts(inner, &state);
+            app
         };
         return Ok(match app {
             Some(app) => {
                 let status = app.status.clone();
-                stop_listener(app).await;
+                stop_app(app, inner.config.drain_timeout).await;
                 Transition::Stopped(status)
             }
             None => Transition::NotRunning,
@@ -389,6 +434,7 @@ async fn execute(
         reference: spec.reference.clone(),
         digest: ready.digest,
         address: spec.address,
+        hosts: spec.hosts.clone(),
         state_dir: spec.state_dir.clone(),
         routes,
         from_cache_only: ready.from_cache_only,
@@ -411,6 +457,7 @@ async fn execute(
                 let old = app.current.send_replace(Arc::new(ready.http));
                 app.spec = spec;
                 app.status = status.clone();
+                publish_hosts(inner, &state);
                 old
             };
             release_when_drained(
@@ -426,43 +473,48 @@ async fn execute(
         }
         before => {
             // New app, or moving: bind the new address before releasing the old one.
-            let listener =
-                HttpListener::bind(spec.address)
-                    .await
-                    .map_err(|source| StartError::Listen {
-                        address: spec.address,
-                        source,
-                    })?;
+            let listener = match spec.address {
+                Some(address) => Some(
+                    HttpListener::bind(address)
+                        .await
+                        .map_err(|source| StartError::Listen { address, source })?,
+                ),
+                None => None,
+            };
             // The address actually bound (port 0 picks one).
             let mut status = status;
-            status.address = listener.local_addr();
+            status.address = listener.as_ref().map(HttpListener::local_addr);
             let (current, current_rx) = watch::channel(Arc::new(ready.http));
-            let (stop, stop_rx) = watch::channel(false);
             let old = {
                 let mut state = inner.state();
                 if state.shutting_down {
                     return Err(StartError::ShuttingDown);
                 }
-                let task = tokio::spawn(listener.serve(
-                    current_rx,
-                    stop_rx,
-                    inner.config.drain_timeout,
-                    inner.config.connection_limits,
-                ));
-                state.running.insert(
+                let listener = listener.map(|listener| {
+                    let (stop, stop_rx) = watch::channel(false);
+                    let task = tokio::spawn(listener.serve(
+                        ServeTarget::App(current_rx),
+                        stop_rx,
+                        inner.config.drain_timeout,
+                        inner.config.connection_limits,
+                    ));
+                    (stop, task)
+                });
+                let old = state.running.insert(
                     key.to_string(),
                     RunningApp {
                         spec,
                         status: status.clone(),
                         current,
-                        stop,
-                        task,
+                        listener,
                     },
-                )
+                );
+                publish_hosts(inner, &state);
+                old
             };
             match (before, old) {
                 (Some((_, previous)), Some(old)) => {
-                    stop_listener(old).await;
+                    stop_app(old, inner.config.drain_timeout).await;
                     Ok(Transition::Replaced {
                         previous,
                         current: status,
@@ -474,14 +526,31 @@ async fn execute(
     }
 }
 
-/// Stop a listener and wait for its in-flight requests (bounded by its drain timeout), then
-/// cut off its version so guests still running (a loop, a request whose client left) stop.
-async fn stop_listener(app: RunningApp) {
-    let _ = app.stop.send(true);
-    if let Err(err) = app.task.await {
-        tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+/// Stop an app that is no longer routed to: stop its own listener (if any) and wait for its
+/// in-flight requests there (bounded by the drain timeout), then let the requests still using
+/// its version (on the shared ingress) finish in the background, cutting off whatever still
+/// runs at the drain timeout (a loop, a request whose client left).
+async fn stop_app(app: RunningApp, drain: Duration) {
+    if let Some((stop, task)) = app.listener {
+        let _ = stop.send(true);
+        if let Err(err) = task.await {
+            tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+        }
     }
-    app.current.borrow().cut_off();
+    let version = app.current.borrow().clone();
+    drop(app.current);
+    release_when_drained(app.status.key, app.status.digest, version, drain);
+}
+
+/// Republish the shared ingress's host table from what runs now.
+fn publish_hosts(inner: &Inner, state: &State) {
+    let mut table = HostTable::new();
+    for app in state.running.values() {
+        for host in &app.spec.hosts {
+            table.insert(host, app.current.subscribe());
+        }
+    }
+    inner.hosts.send_replace(Arc::new(table));
 }
 
 /// Wait (in the background, up to `drain`) for the requests still using a replaced version to
@@ -530,7 +599,7 @@ async fn prepare(
         state_dir: spec.state_dir.clone(),
         variables: spec.variables.clone(),
         runtime_config: spec.runtime_config.clone(),
-        listen_address: Some(spec.address),
+        listen_address: spec.address,
         limits: spec.limits.over(&inner.config.default_limits),
     };
     // One app at its concurrency limit holds at most that many instances (chained requests take
@@ -605,7 +674,8 @@ mod tests {
             name: name.into(),
             // Nothing listens on port 1: loads fail fast, without a registry.
             reference: format!("127.0.0.1:1/{name}:v1"),
-            address: address.parse().expect("address"),
+            address: Some(address.parse().expect("address")),
+            hosts: Vec::new(),
             state_dir: dir.join(name),
             variables: Default::default(),
             runtime_config: None,

@@ -380,7 +380,7 @@ impl Tauon {
                 name: s.name.clone(),
                 reference: s.reference.clone(),
                 digest: s.digest.clone(),
-                address: s.address.to_string(),
+                address: s.address.map(|a| a.to_string()).unwrap_or_default(),
                 state_dir: s.state_dir.display().to_string(),
                 routes: s.routes.clone(),
                 from_cache_only: s.from_cache_only,

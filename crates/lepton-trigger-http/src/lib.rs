@@ -11,12 +11,14 @@
 //! - [`stack`]: the per-app request stack (body limit, concurrency, deadline, cut-off) every
 //!   request passes before reaching a component.
 //! - [`server`]: the hyper listener ([`HttpListener`]) and its connection limits.
+//! - [`ingress`]: the shared ingress's routing by host ([`HostTable`]).
 
 pub mod app;
 pub mod chaining;
 pub mod executor;
 pub mod gate;
 pub mod headers;
+pub mod ingress;
 pub mod router;
 pub mod server;
 pub mod spin_inbound;
@@ -25,7 +27,8 @@ pub mod wagi;
 
 pub use app::HttpApp;
 pub use gate::AppGate;
-pub use server::{ConnectionLimits, HttpListener};
+pub use ingress::HostTable;
+pub use server::{ConnectionLimits, HttpListener, ServeTarget};
 
 /// Errors in an app's HTTP trigger configuration.
 #[derive(Debug, thiserror::Error)]

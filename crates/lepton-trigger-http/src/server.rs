@@ -1,5 +1,6 @@
 //! The HTTP listener: accepts connections on one address and serves each request with whatever
-//! [`HttpApp`] version is current at that moment.
+//! [`HttpApp`] version is current at that moment — of its one app (an app's own address), or of
+//! the app its host routes to ([`ServeTarget::Hosts`], the shared ingress; unknown hosts get 404).
 //!
 //! The current app lives in a `watch` channel so a supervisor can swap versions without touching
 //! the listener: new requests see the new version at once, while in-flight requests keep the
@@ -22,6 +23,25 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::app::HttpApp;
+use crate::ingress::HostTable;
+
+/// What a listener serves.
+#[derive(Clone)]
+pub enum ServeTarget {
+    /// One app: its own address.
+    App(watch::Receiver<Arc<HttpApp>>),
+    /// Many apps, by the request's host: the shared ingress.
+    Hosts(watch::Receiver<Arc<HostTable>>),
+}
+
+impl ServeTarget {
+    fn resolve<B>(&self, req: &hyper::Request<B>) -> Option<Arc<HttpApp>> {
+        match self {
+            Self::App(app) => Some(app.borrow().clone()),
+            Self::Hosts(table) => table.borrow().resolve_request(req),
+        }
+    }
+}
 
 /// Connection hygiene for one listener: what a client that connects and then does too little
 /// (slowloris), too much (huge headers, thousands of sockets) or nothing at all is allowed.
@@ -164,7 +184,7 @@ impl HttpListener {
     /// ([`crate::stack::serve`]) of the version current when it arrives.
     pub async fn serve(
         self,
-        app: watch::Receiver<Arc<HttpApp>>,
+        target: ServeTarget,
         mut shutdown: watch::Receiver<bool>,
         drain: Duration,
         limits: ConnectionLimits,
@@ -205,7 +225,7 @@ impl HttpListener {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let app = app.clone();
+            let target = target.clone();
             let activity = Arc::new(Activity {
                 in_flight: AtomicUsize::new(0),
                 used: std::sync::atomic::AtomicBool::new(false),
@@ -213,10 +233,14 @@ impl HttpListener {
             });
             let conn_activity = activity.clone();
             let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let current = app.borrow().clone();
+                let current = target.resolve(&req);
                 let in_flight = InFlight::start(&conn_activity);
                 async move {
-                    let res = crate::stack::serve(current, req, "http", client).await?;
+                    let res = match current {
+                        Some(app) => crate::stack::serve(app, req, "http", client).await?,
+                        None => crate::app::empty(http::StatusCode::NOT_FOUND)
+                            .map(http_body_util::BodyExt::boxed_unsync),
+                    };
                     Ok::<_, crate::stack::Abandoned>(res.map(|body| {
                         http_body_util::BodyExt::boxed_unsync(Tracked {
                             body,
