@@ -38,32 +38,32 @@ impl RegistryArgs {
 #[derive(Debug, clap::Args)]
 pub struct LimitArgs {
     /// Default `request_timeout_ms`: how long a request may run, to its last response byte.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    #[arg(long, global = true, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub request_timeout_ms: u64,
     /// Default `memory_mib`: memory per instance, all its memories and tables together.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, global = true, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub memory_mib: u64,
     /// Default `max_concurrent_requests` per app.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, global = true, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrent_requests: u32,
     /// Default `max_queued_requests` per app (waiting for a slot; then 503).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    #[arg(long, global = true, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_queued_requests: u32,
     /// Default `max_request_body_bytes` (413 past it).
-    #[arg(long, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
+    #[arg(long, global = true, default_value_t = 10 << 20, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     pub max_request_body_bytes: u64,
     /// A request head must arrive within this many milliseconds (slowloris; also the longest
     /// idle gap between HTTP/1 keep-alive requests).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=300_000))]
     pub header_read_timeout_ms: u64,
     /// Connections with no request in flight are closed after this many milliseconds.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub idle_timeout_ms: u64,
     /// The largest request head in bytes (431 past it).
-    #[arg(long, default_value_t = 64 << 10, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
+    #[arg(long, global = true, default_value_t = 64 << 10, value_parser = clap::value_parser!(u64).range(8192..=1 << 20))]
     pub max_header_bytes: u64,
     /// Open connections at once per listener; more wait in the kernel's backlog.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, global = true, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
 }
 

@@ -1,7 +1,9 @@
 //! `lepton`: run the Spin apps a manifest lists, straight from their OCI references, or publish a
 //! Spin app to a registry in Spin's artifact format (`lepton push`).
 
+mod apps;
 mod cli;
+mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +32,7 @@ struct Cli {
     cache_dir: Option<PathBuf>,
 
     /// How long in-flight requests may take to finish at shutdown, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, global = true)]
     drain_timeout: u64,
 
     #[command(subcommand)]
@@ -46,6 +48,10 @@ enum Command {
         /// Where to publish it, e.g. `127.0.0.1:5000/hello:v1`.
         reference: String,
     },
+    /// Run as a service: desired state in a database, an admin API, a shared ingress.
+    Serve(serve::ServeArgs),
+    /// Manage the apps of a running `lepton serve` through its admin API.
+    Apps(apps::AppsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +75,17 @@ async fn run(cli: Cli) -> Result<()> {
             println!("digest: {}", outcome.manifest_digest);
             Ok(())
         }
+        Some(Command::Serve(args)) => {
+            serve::run(
+                args,
+                cli.cache_dir,
+                registry,
+                Duration::from_secs(cli.drain_timeout),
+                &cli.limits,
+            )
+            .await
+        }
+        Some(Command::Apps(args)) => apps::run(args).await,
         None => {
             serve(
                 &cli.file,

@@ -124,6 +124,7 @@ impl Reconciler {
             supervisor: supervisor.clone(),
             entries: BTreeMap::new(),
             waiters: HashMap::new(),
+            replies: Vec::new(),
             done_tx,
             status: status_tx,
             next_submission: 0,
@@ -206,6 +207,9 @@ struct Task {
     entries: BTreeMap<String, Entry>,
     /// Who waits on which submission.
     waiters: HashMap<u64, oneshot::Sender<Outcome>>,
+    /// Outcomes to answer once the status that reflects them is published (so a caller that
+    /// reads the status after its answer sees it).
+    replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
     done_tx: mpsc::UnboundedSender<Done>,
     status: watch::Sender<Arc<ReconcileStatus>>,
     next_submission: u64,
@@ -232,6 +236,9 @@ impl Task {
                 () = sleep_until(retry) => self.retry_due(),
             }
             self.publish();
+            for (reply, outcome) in self.replies.drain(..) {
+                let _ = reply.send(outcome);
+            }
         }
     }
 
@@ -273,7 +280,7 @@ impl Task {
                 entry.error = Some(message.clone());
                 entry.state = KeyState::Invalid;
                 entry.tried = true;
-                let _ = reply.send(Err(message));
+                self.replies.push((reply, Err(message)));
             }
             Desired::Absent => {
                 self.entries.remove(&key);
@@ -362,7 +369,7 @@ impl Task {
             }
         }
         if let Some(waiter) = self.waiters.remove(&done.submission) {
-            let _ = waiter.send(outcome);
+            self.replies.push((waiter, outcome));
         }
         if !conflict && !matches!(done.result, Ok(Transition::Superseded)) {
             // Something else stopped, moved or failed: keys waiting on a conflict may fit now.

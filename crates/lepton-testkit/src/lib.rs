@@ -17,7 +17,7 @@ mod registry;
 mod services;
 
 pub use docker_config::DockerConfig;
-pub use http::{HttpResponse, http_get, http_get_with_headers, http_request};
+pub use http::{HttpResponse, http_get, http_get_with_headers, http_request, http_request_to_host};
 pub use registry::TestRegistry;
 pub use services::{
     MqttMessage, MqttSubscription, TestMosquitto, TestMysql, TestPostgres, TestRedis,

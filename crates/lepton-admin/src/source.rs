@@ -1,0 +1,277 @@
+//! The desired-state database as a source for the reconciler ([`DbSource`]).
+//!
+//! Every stored app is parsed ([`lepton_spec::parse_api_app`]) and handed to the reconciler
+//! under its name; an app gone from the database is made absent. A stored app is applied once
+//! per generation: the API's `PUT` applies its own write at once and waits for the outcome, and
+//! the sync loop — woken by the store's change counter (this process's writes, other nodes'
+//! through PostgreSQL's notifications) — applies whatever it has not seen, sharing the same
+//! outcome when both race for one generation.
+//!
+//! What this node observes (state, digest, addresses, error) is recorded back into the database
+//! per node, and each app's state into the metrics.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use lepton_metrics::{AppState, Metrics};
+use lepton_store::{ObservedStatus, Store, StoredApp};
+use lepton_supervisor::{
+    Desired, KeyState, KeyStatus, Outcome, ReconcileStatus, Reconciler, Transition,
+};
+use tokio::sync::watch;
+
+type SharedOutcome = Shared<BoxFuture<'static, Outcome>>;
+
+/// One generation of an app handed to the reconciler, and its outcome.
+struct Applied {
+    generation: i64,
+    outcome: SharedOutcome,
+}
+
+/// The database, followed into the reconciler.
+pub struct DbSource {
+    store: Store,
+    reconciler: Reconciler,
+    metrics: Metrics,
+    state_root: PathBuf,
+    node: String,
+    applied: Mutex<HashMap<String, Applied>>,
+    /// Set once the first full sync has handed every stored app to the reconciler.
+    synced: watch::Sender<bool>,
+}
+
+impl DbSource {
+    /// A source over `store` feeding `reconciler`; apps' default state directories live under
+    /// `state_root`; statuses are recorded as `node`'s.
+    pub fn new(
+        store: Store,
+        reconciler: Reconciler,
+        metrics: Metrics,
+        state_root: PathBuf,
+        node: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            reconciler,
+            metrics,
+            state_root,
+            node,
+            applied: Mutex::new(HashMap::new()),
+            synced: watch::Sender::new(false),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> &Reconciler {
+        &self.reconciler
+    }
+
+    /// Where apps' default state directories live.
+    pub fn state_root(&self) -> &std::path::Path {
+        &self.state_root
+    }
+
+    /// This node's name in recorded statuses.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Ready: every stored app has been handed over once and the reconciler has tried each.
+    pub fn ready(&self) -> bool {
+        *self.synced.borrow() && self.reconciler.status().borrow().settled()
+    }
+
+    /// Hand `stored` to the reconciler unless this generation (or a newer one) already was;
+    /// resolves with its outcome (shared with whoever applied it first). An older generation
+    /// than the one applied resolves as superseded.
+    pub fn apply(&self, stored: &StoredApp) -> SharedOutcome {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = applied.get(&stored.name) {
+            if a.generation == stored.generation {
+                return a.outcome.clone();
+            }
+            if a.generation > stored.generation {
+                return futures::future::ready(Ok(Transition::Superseded))
+                    .boxed()
+                    .shared();
+            }
+        }
+        let desired = match lepton_spec::parse_api_app(
+            &stored.name,
+            &stored.spec.to_string(),
+            &self.state_root,
+        ) {
+            Ok(spec) => Desired::App(spec),
+            Err(err) => Desired::Invalid(err.to_string()),
+        };
+        let outcome = self
+            .reconciler
+            .set(stored.name.clone(), desired)
+            .boxed()
+            .shared();
+        // Drive it even if the caller stops waiting (the sync loop never waits).
+        tokio::spawn(outcome.clone());
+        applied.insert(
+            stored.name.clone(),
+            Applied {
+                generation: stored.generation,
+                outcome: outcome.clone(),
+            },
+        );
+        outcome
+    }
+
+    /// Stop `name` (deleted from the database); resolves when it stopped.
+    pub fn remove(&self, name: &str) -> BoxFuture<'static, Outcome> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.reconciler
+            .set(name.to_string(), Desired::Absent)
+            .boxed()
+    }
+
+    /// Bring the reconciler in line with the database once.
+    pub async fn sync(&self) -> Result<(), lepton_store::StoreError> {
+        let stored = self.store.list().await?;
+        let names: std::collections::HashSet<&str> =
+            stored.iter().map(|a| a.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|n| !names.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(app = %name, "app deleted from the desired state: stopping it");
+            tokio::spawn(self.remove(&name));
+        }
+        for app in &stored {
+            drop(self.apply(app));
+        }
+        self.synced.send_replace(true);
+        Ok(())
+    }
+
+    /// Follow the database until `shutdown` resolves: sync at start and whenever it changes,
+    /// and record what this node observes. A failed sync (database unreachable) is logged and
+    /// retried on the next change or after 5 s; apps keep running meanwhile.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let mut changes = self.store.changes();
+        let recorder = tokio::spawn(self.clone().record_statuses());
+        tokio::pin!(shutdown);
+        loop {
+            changes.borrow_and_update();
+            let retry = match self.sync().await {
+                Ok(()) => None,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the desired state; apps keep running as they are");
+                    Some(std::time::Duration::from_secs(5))
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = changes.changed() => if changed.is_err() { break },
+                () = sleep_opt(retry) => {}
+            }
+        }
+        recorder.abort();
+    }
+
+    /// Record each key's observed state in the database (per node) and the metrics whenever
+    /// the reconciler publishes a change.
+    async fn record_statuses(self: Arc<Self>) {
+        let mut status = self.reconciler.status();
+        let mut recorded: HashMap<String, ObservedStatus> = HashMap::new();
+        loop {
+            let current: Arc<ReconcileStatus> = status.borrow_and_update().clone();
+            for (name, key) in &current.keys {
+                let observed = observe(name, key, &current);
+                self.metrics.set_app_state(name, metric_state(&key.state));
+                let same = recorded.get(name).is_some_and(|r| {
+                    r.state == observed.state
+                        && r.digest == observed.digest
+                        && r.error == observed.error
+                        && r.addresses == observed.addresses
+                });
+                if same {
+                    continue;
+                }
+                match self.store.record_status(&self.node, name, &observed).await {
+                    Ok(()) => {
+                        recorded.insert(name.clone(), observed);
+                    }
+                    Err(err) => {
+                        tracing::warn!(app = %name, error = %err, "cannot record the app's status");
+                    }
+                }
+            }
+            let gone: Vec<String> = recorded
+                .keys()
+                .filter(|n| !current.keys.contains_key(*n))
+                .cloned()
+                .collect();
+            for name in gone {
+                recorded.remove(&name);
+                self.metrics.remove_app(&name);
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What this node observes of key `name`.
+pub fn observe(name: &str, key: &KeyStatus, all: &ReconcileStatus) -> ObservedStatus {
+    let running = all.running.iter().find(|r| r.key == name);
+    let mut addresses: Vec<String> = running
+        .and_then(|r| r.address)
+        .map(|a| format!("http://{a}"))
+        .into_iter()
+        .collect();
+    if let Some(r) = running {
+        addresses.extend(r.hosts.iter().map(|h| format!("host {h}")));
+    }
+    ObservedStatus {
+        state: match key.state {
+            KeyState::Loading => "loading",
+            KeyState::Serving => "serving",
+            KeyState::Failed | KeyState::Invalid | KeyState::Conflicted => "failed",
+        }
+        .to_string(),
+        digest: running.map(|r| r.digest.clone()),
+        error: key.error.clone(),
+        addresses,
+        updated_at_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
+    }
+}
+
+fn metric_state(state: &KeyState) -> AppState {
+    match state {
+        KeyState::Loading => AppState::Loading,
+        KeyState::Serving => AppState::Serving,
+        KeyState::Failed | KeyState::Invalid | KeyState::Conflicted => AppState::Failed,
+    }
+}
+
+async fn sleep_opt(d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,120 @@
+//! `lepton serve`: the long-running service. Desired state lives in a database (`--db`: an
+//! embedded SQLite file by default, or a `postgres://` URL shared by several nodes), written
+//! through the authenticated admin API (`--admin`), followed into the one reconciler, and served
+//! on each app's own address and/or by host on the shared ingress (`--http`, repeatable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use lepton_admin::{AdminApi, AdminConfig, DbSource, Tokens};
+use lepton_metrics::Metrics;
+use lepton_store::{Store, StoreLocation};
+use lepton_supervisor::Reconciler;
+use lepton_trigger_http::{HttpListener, ServeTarget};
+use tokio::sync::watch;
+
+use crate::cli;
+
+/// `lepton serve` options.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The desired state: a SQLite file (created if absent) or a `postgres://…` URL.
+    #[arg(long, default_value = "lepton.db", env = "LEPTON_DB")]
+    pub db: String,
+    /// Where the admin API listens.
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub admin: SocketAddr,
+    /// A shared plain-HTTP ingress routing by host to apps with `hosts`. Repeatable.
+    #[arg(long = "http")]
+    pub http: Vec<SocketAddr>,
+    /// Where apps without a `state_dir` keep their data (`<state-root>/<name>`).
+    #[arg(long, default_value = "state")]
+    pub state_root: PathBuf,
+    /// A file of admin API bearer tokens, one per line (with or instead of `LEPTON_ADMIN_TOKEN`).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// This node's name in the statuses recorded in the database (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+/// Run the service until SIGTERM/SIGINT.
+pub async fn run(
+    args: ServeArgs,
+    cache_dir: Option<PathBuf>,
+    registry: lepton_oci::RegistryOptions,
+    drain: Duration,
+    limits: &cli::LimitArgs,
+) -> Result<()> {
+    let env_token = std::env::var("LEPTON_ADMIN_TOKEN").ok();
+    let tokens = Tokens::load(args.admin_token_file.as_deref(), env_token.as_deref())?;
+    let state_root = std::path::absolute(&args.state_root)
+        .with_context(|| format!("--state-root {}", args.state_root.display()))?;
+    let store = Store::open(&StoreLocation::parse(&args.db)).await?;
+    let admin = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("--admin {}: cannot listen", args.admin))?;
+    let supervisor = cli::supervisor(cache_dir, registry, drain, limits)?;
+    let (stop_ingress, stop_rx) = watch::channel(false);
+    let mut ingress = Vec::new();
+    for addr in &args.http {
+        let listener = HttpListener::bind(*addr)
+            .await
+            .with_context(|| format!("--http {addr}: cannot listen"))?;
+        println!("Ingress http://{}", listener.local_addr());
+        ingress.push(tokio::spawn(listener.serve(
+            ServeTarget::Hosts(supervisor.host_table()),
+            stop_rx.clone(),
+            drain,
+            limits.connection_limits(),
+        )));
+    }
+    let node = args.node.unwrap_or_else(node_name);
+    let metrics = Metrics::new();
+    let reconciler = Reconciler::spawn(supervisor.clone());
+    let source = DbSource::new(store, reconciler, metrics.clone(), state_root, node.clone());
+    let (stop_source, mut source_stop) = watch::channel(false);
+    let follow = tokio::spawn(source.clone().run(async move {
+        let _ = source_stop.wait_for(|s| *s).await;
+    }));
+    println!(
+        "Admin API http://{} (node {node}, desired state in {})",
+        admin.local_addr().unwrap_or(args.admin),
+        redact(&args.db)
+    );
+    let api = AdminApi::new(source, AdminConfig { tokens, metrics });
+    api.serve(admin, cli::shutdown_signal()).await;
+
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_source.send(true);
+    let _ = stop_ingress.send(true);
+    cli::shutdown(&supervisor, drain).await;
+    for task in ingress {
+        let _ = tokio::time::timeout(drain, task).await;
+    }
+    let _ = follow.await;
+    Ok(())
+}
+
+/// The host name, for status records.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "lepton".into())
+}
+
+/// A database location without its password.
+fn redact(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &db[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &db[..scheme + 3], &db[at..])
+        }
+        _ => db.to_string(),
+    }
+}
