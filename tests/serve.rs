@@ -6,128 +6,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-use lepton_testkit::http_request_to_host;
 use serde_json::Value;
+use support::serve::{Serve, TOKEN};
 use support::*;
-
-const TOKEN: &str = "test-admin-token-0123456789";
-
-/// A `lepton serve` child; killed on drop.
-struct Serve {
-    child: Child,
-    stderr: PathBuf,
-    admin: String,
-    ingress: String,
-}
-
-impl Serve {
-    fn start(dir: &Path, admin: &str, ingress: &str) -> Self {
-        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        let stderr = dir.join(format!("serve-{n}.stderr"));
-        let child = Command::new(lepton_bin())
-            .current_dir(dir)
-            .args(["serve", "--db", "lepton.db", "--state-root", "state"])
-            .args(["--admin", admin, "--http", ingress])
-            .arg("--cache-dir")
-            .arg(dir.join("cache"))
-            .args(["--drain-timeout", "2"])
-            .env("LEPTON_ADMIN_TOKEN", TOKEN)
-            .env("LEPTON_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr"))
-            .spawn()
-            .expect("spawn lepton serve");
-        let mut serve = Self {
-            child,
-            stderr,
-            admin: admin.to_string(),
-            ingress: ingress.to_string(),
-        };
-        serve.wait_ready();
-        serve
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Wait until `/readyz` answers 200 (every stored app tried).
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(res) = get(&self.admin, "/readyz")
-                && res.status == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("lepton serve exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "never ready:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// An admin API request with the token; the status and the JSON answer.
-    fn api(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        let auth = format!("Bearer {TOKEN}");
-        let res = request(
-            &self.admin,
-            method,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
-        let json = serde_json::from_slice(&res.body).unwrap_or(Value::Null);
-        (res.status, json)
-    }
-
-    /// `GET path` on the ingress for `host`.
-    fn via(&self, host: &str, path: &str) -> HttpResponse {
-        http_request_to_host(&self.ingress, host, "GET", path, &[], b"")
-            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}\n{}", self.log()))
-    }
-
-    /// The hello app behind `host` answers as the `generation` (`p2`/`p3`) build.
-    fn says(&self, host: &str, generation: &str) {
-        let res = self.via(host, "/");
-        assert_eq!(
-            (res.status, res.text()),
-            (200, format!("Hello from hello ({generation})\n")),
-            "via {host}:\n{}",
-            self.log()
-        );
-    }
-
-    fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().ok().flatten().is_none() {
-            assert!(Instant::now() < deadline, "did not exit:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
@@ -139,7 +23,7 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
     push("hello-p3", &p3);
     let tmp = tempfile::tempdir().expect("tempdir");
     let (admin, ingress, own) = (free_addr(), free_addr(), free_addr());
-    let mut serve = Serve::start(tmp.path(), &admin, &ingress);
+    let mut serve = Serve::start(tmp.path(), "lepton.db", "node-a", &admin, &ingress);
 
     // Health needs no token; everything else does, and a wrong one looks like a missing one.
     assert_eq!(get(&admin, "/healthz").expect("healthz").status, 200);
@@ -300,7 +184,7 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
     // A restart on the same database serves the same apps, with no API call.
     serve.terminate();
     drop(serve);
-    let serve = Serve::start(tmp.path(), &admin, &ingress);
+    let serve = Serve::start(tmp.path(), "lepton.db", "node-a", &admin, &ingress);
     serve.says("shop.example.com", "p3");
     serve.says("api.example.com", "p2");
     assert_eq!(serve.via("en.blog.example.com", "/").status, 404);
