@@ -176,6 +176,7 @@ pub fn supervisor(
     registry: RegistryOptions,
     drain: Duration,
     limits: &LimitArgs,
+    metrics: lepton_metrics::Metrics,
 ) -> Result<AppSupervisor> {
     // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
     let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
@@ -192,6 +193,7 @@ pub fn supervisor(
             drain_timeout: drain,
             default_limits: limits.app_limits(),
             connection_limits: limits.connection_limits(),
+            metrics,
         },
     ))
 }

@@ -111,7 +111,13 @@ async fn serve(
     if manifest.apps.is_empty() {
         bail!("{}: `apps` is empty; nothing to run", file.display());
     }
-    let supervisor = cli::supervisor(cache_dir, registry, drain, limits)?;
+    let supervisor = cli::supervisor(
+        cache_dir,
+        registry,
+        drain,
+        limits,
+        lepton_metrics::Metrics::new(),
+    )?;
 
     let total = manifest.apps.len();
     let specs: Vec<(String, lepton_supervisor::AppSpec)> = manifest

@@ -56,7 +56,8 @@ pub async fn run(
     let admin = tokio::net::TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("--admin {}: cannot listen", args.admin))?;
-    let supervisor = cli::supervisor(cache_dir, registry, drain, limits)?;
+    let metrics = Metrics::new();
+    let supervisor = cli::supervisor(cache_dir, registry, drain, limits, metrics.clone())?;
     let (stop_ingress, stop_rx) = watch::channel(false);
     let mut ingress = Vec::new();
     for addr in &args.http {
@@ -72,7 +73,6 @@ pub async fn run(
         )));
     }
     let node = args.node.unwrap_or_else(node_name);
-    let metrics = Metrics::new();
     let reconciler = Reconciler::spawn(supervisor.clone());
     let source = DbSource::new(store, reconciler, metrics.clone(), state_root, node.clone());
     let (stop_source, mut source_stop) = watch::channel(false);

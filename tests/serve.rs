@@ -66,7 +66,9 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
     );
     let api = put(
         "api",
-        format!(r#"{{"reference":"{p2}","hosts":["API.example.com"],"address":"{own}"}}"#),
+        format!(
+            r#"{{"reference":"{p2}","hosts":["API.example.com"],"address":"{own}","limits":{{"max_request_body_bytes":16}}}}"#
+        ),
     );
     assert_eq!(api["status"]["hosts"][0], "api.example.com", "{api}");
     assert_eq!(api["status"]["address"], own.as_str(), "{api}");
@@ -141,24 +143,60 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
     );
     assert_eq!(shop["nodes"][0]["status"]["state"], "serving", "{shop}");
 
-    // Metrics: the app states (and the process) are there.
-    let metrics = request(
-        &admin,
-        "GET",
-        "/metrics",
-        &[("authorization", &format!("Bearer {TOKEN}"))],
-        b"",
+    // Metrics move with traffic: per-app requests by status class, latency, limit hits, states.
+    let scrape = || {
+        let auth = format!("Bearer {TOKEN}");
+        request(&admin, "GET", "/metrics", &[("authorization", &auth)], b"")
+            .expect("metrics")
+            .text()
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let ok_shop = r#"lepton_http_requests_total{app="shop",status_class="2xx"}"#;
+    let too_large = r#"lepton_http_limit_hits_total{app="api",limit="max_request_body_bytes"}"#;
+    let latency = r#"lepton_http_request_duration_seconds_count{app="shop"}"#;
+    let before = scrape();
+    for _ in 0..3 {
+        serve.says("shop.example.com", "p3");
+    }
+    let big = lepton_testkit::http_request_to_host(
+        &serve.ingress,
+        "api.example.com",
+        "POST",
+        "/echo",
+        &[],
+        &[b'x'; 100],
     )
-    .expect("metrics")
-    .text();
-    assert!(
-        metrics.contains(r#"lepton_app_state{app="shop",state="serving"} 1"#),
-        "{metrics}"
+    .expect("POST");
+    assert_eq!(big.status, 413);
+    let after = scrape();
+    assert_eq!(
+        value(&after, ok_shop) - value(&before, ok_shop),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&after, latency) - value(&before, latency),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(
+        value(&after, too_large) - value(&before, too_large),
+        1.0,
+        "{after}"
     );
     assert!(
-        metrics.contains("process_resident_memory_bytes"),
-        "{metrics}"
+        after.contains(r#"lepton_app_state{app="shop",state="serving"} 1"#),
+        "{after}"
     );
+    assert!(
+        after.contains(r#"lepton_http_requests_in_flight{app="shop"} 0"#),
+        "{after}"
+    );
+    assert!(after.contains("process_resident_memory_bytes"), "{after}");
 
     // The client subcommand: the API's JSON on stdout, failure on a non-2xx answer.
     let client = |name: &str| {

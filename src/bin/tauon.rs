@@ -58,6 +58,7 @@ async fn run(args: Cli) -> Result<()> {
         args.registry.options(),
         Duration::from_secs(args.drain_timeout),
         &args.limits,
+        lepton_metrics::Metrics::new(),
     )?;
     let opts = TauonOptions {
         dir: args.dir,

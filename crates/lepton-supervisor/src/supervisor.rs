@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use lepton_oci::{AppLoader, LoadSource, LoadedApp};
 use lepton_runtime::{AppConfig, AppLimits, CompileCache, RuntimeApp, RuntimeEngine};
 use lepton_trigger_http::{
-    AppGate, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
+    AppFront, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +49,8 @@ pub struct SupervisorConfig {
     pub default_limits: AppLimits,
     /// Connection hygiene for every listener.
     pub connection_limits: ConnectionLimits,
+    /// Where apps' request, pull and compile metrics go.
+    pub metrics: lepton_metrics::Metrics,
 }
 
 impl Default for SupervisorConfig {
@@ -57,6 +59,7 @@ impl Default for SupervisorConfig {
             drain_timeout: Duration::from_secs(10),
             default_limits: AppLimits::default(),
             connection_limits: ConnectionLimits::default(),
+            metrics: lepton_metrics::Metrics::new(),
         }
     }
 }
@@ -117,8 +120,8 @@ struct State {
     slots: HashMap<String, Arc<Slot>>,
     holdings: HashMap<String, Holdings>,
     running: HashMap<String, RunningApp>,
-    /// Each app's concurrency gate, kept across its versions (and address moves).
-    gates: HashMap<String, Arc<AppGate>>,
+    /// Each app's gate and metrics, kept across its versions (and address moves).
+    fronts: HashMap<String, AppFront>,
     shutting_down: bool,
 }
 
@@ -394,8 +397,11 @@ async fn execute(
     let Some(spec) = desired else {
         let app = {
             let mut state = inner.state();
-            state.gates.remove(key);
+            state.fronts.remove(key);
             let app = state.running.remove(key);
+            if let Some(app) = &app {
+                inner.config.metrics.remove_app(&app.spec.name);
+            }
             publish_hosts(inner, &state);
             app
         };
@@ -413,7 +419,13 @@ async fn execute(
         .running
         .get(key)
         .map(|r| (r.spec.clone(), r.status.clone()));
-    let loaded = inner.loader.load(&spec.reference).await?;
+    let pull = Instant::now();
+    let loaded = inner.loader.load(&spec.reference).await;
+    inner
+        .config
+        .metrics
+        .pull_finished(&spec.name, pull.elapsed().as_secs_f64(), loaded.is_ok());
+    let loaded = loaded?;
     if let Some((old_spec, old_status)) = &before
         && *old_spec == spec
         && old_status.digest == loaded.manifest_digest
@@ -617,8 +629,14 @@ async fn prepare(
             ),
         });
     }
+    let compile = Instant::now();
     let runtime =
         RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
+    // Compiling, or loading from the compile cache: what a start costs after the pull.
+    inner
+        .config
+        .metrics
+        .compile_finished(&spec.name, compile.elapsed().as_secs_f64());
     // Instantiate every component once, so a version that cannot start is refused before it
     // replaces one that can.
     for component in runtime.components() {
@@ -635,17 +653,17 @@ async fn prepare(
                 message: format!("{e:#}"),
             })?;
     }
-    let gate = {
+    let front = {
         let mut state = inner.state();
-        let gate = state
-            .gates
+        let front = state
+            .fronts
             .entry(key.to_string())
-            .or_insert_with(|| AppGate::new(&config.limits))
+            .or_insert_with(|| AppFront::new(&config.limits, inner.config.metrics.app(&spec.name)))
             .clone();
-        gate.configure(&config.limits);
-        gate
+        front.gate.configure(&config.limits);
+        front
     };
-    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, gate)?;
+    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
     Ok(ReadyApp {
         digest: loaded.manifest_digest,
         from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::WasiBody;
 use crate::TriggerError;
 use crate::chaining::ChainDispatch;
 use crate::executor::{ComponentExecutor, Ticket, executor};
-use crate::gate::AppGate;
+use crate::gate::{AppFront, AppGate};
 use crate::headers::SpinHeaders;
 use crate::router::{Route, RouteTarget, Router};
 use crate::wagi::{self, WagiExecutor};
@@ -81,8 +81,8 @@ pub struct HttpApp {
     statics: Vec<StaticResponse>,
     info: Bytes,
     limits: AppLimits,
-    /// The app's concurrency gate, shared by all its versions.
-    gate: Arc<AppGate>,
+    /// The app's gate and metrics, shared by all its versions.
+    front: AppFront,
     /// Set once this version's drain bound has passed: its remaining requests are cut off and
     /// its guests stopped.
     cut_off: CutOff,
@@ -90,12 +90,12 @@ pub struct HttpApp {
 
 impl HttpApp {
     /// Validate `locked`'s HTTP triggers against its prepared components and build the app,
-    /// whose requests pass `gate` (the app's, shared by its versions).
+    /// whose requests pass `front` (the app's gate and metrics, shared by its versions).
     pub fn new(
         name: &str,
         locked: &LockedApp,
         runtime: &RuntimeApp,
-        gate: Arc<AppGate>,
+        front: AppFront,
     ) -> Result<Self, TriggerError> {
         let err = |trigger: &str, reason: String| TriggerError::Trigger {
             trigger: trigger.to_string(),
@@ -222,7 +222,7 @@ impl HttpApp {
         let executors = Arc::new(ChainDispatch::new(
             app_name.clone(),
             executors,
-            gate.clone(),
+            front.clone(),
             *runtime.limits(),
             runtime.cut_off().clone(),
         ));
@@ -235,7 +235,7 @@ impl HttpApp {
             statics,
             info: info_json(locked),
             limits: *runtime.limits(),
-            gate,
+            front,
             cut_off: runtime.cut_off().clone(),
         })
     }
@@ -260,7 +260,12 @@ impl HttpApp {
 
     /// The app's concurrency gate.
     pub fn gate(&self) -> &Arc<AppGate> {
-        &self.gate
+        &self.front.gate
+    }
+
+    /// The app's request metrics.
+    pub fn metrics(&self) -> &lepton_metrics::AppMetrics {
+        &self.front.metrics
     }
 
     /// The app's name.
@@ -403,7 +408,7 @@ pub(crate) async fn run_with_deadline(
                 || tokio::time::Instant::now() >= deadline =>
         {
             tracing::warn!(app, component, limit = "request_timeout_ms", error = %format!("{err:#}"), "request timed out");
-            empty(StatusCode::GATEWAY_TIMEOUT)
+            timed_out()
         }
         Ok(Err(err)) => {
             tracing::error!(app, component, error = %format!("{err:#}"), "request failed");
@@ -416,9 +421,20 @@ pub(crate) async fn run_with_deadline(
                 limit = "request_timeout_ms",
                 "request timed out: no response by request_timeout_ms; the guest is stopped"
             );
-            empty(StatusCode::GATEWAY_TIMEOUT)
+            timed_out()
         }
     }
+}
+
+/// Marks a response the stack produced because `request_timeout_ms` passed (for metrics).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimedOut;
+
+/// The 504 of a request past its deadline.
+fn timed_out() -> Response<WasiBody> {
+    let mut res = empty(StatusCode::GATEWAY_TIMEOUT);
+    res.extensions_mut().insert(TimedOut);
+    res
 }
 
 fn check_base(locked: &LockedApp) -> Result<(), TriggerError> {

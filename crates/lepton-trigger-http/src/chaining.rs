@@ -21,7 +21,7 @@ use lepton_runtime::{AppLimits, CutOff};
 
 use crate::app::run_with_deadline;
 use crate::executor::{ComponentExecutor, Ticket};
-use crate::gate::AppGate;
+use crate::gate::AppFront;
 use crate::headers::SpinHeaders;
 use crate::router::{RouteMatch, RouteTarget};
 use crate::stack::LimitedBody;
@@ -33,25 +33,26 @@ const CHAINED_CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr
 pub struct ChainDispatch {
     app: Arc<str>,
     executors: HashMap<String, ComponentExecutor>,
-    gate: Arc<AppGate>,
+    front: AppFront,
     limits: AppLimits,
     cut_off: CutOff,
 }
 
 impl ChainDispatch {
-    /// Dispatch over `executors`; requests pass the app's `gate` (never queueing) and its
-    /// `limits`, and are abandoned when `cut_off` is cut.
+    /// Dispatch over `executors`; requests pass the app's gate (never queueing) and its
+    /// `limits`, count their limit hits in its metrics (they are not counted as requests of
+    /// their own: the request that chained is), and are abandoned when `cut_off` is cut.
     pub fn new(
         app: Arc<str>,
         executors: HashMap<String, ComponentExecutor>,
-        gate: Arc<AppGate>,
+        front: AppFront,
         limits: AppLimits,
         cut_off: CutOff,
     ) -> Self {
         Self {
             app,
             executors,
-            gate,
+            front,
             limits,
             cut_off,
         }
@@ -99,11 +100,17 @@ impl LocalDispatch for ChainDispatch {
             .is_some_and(|len| len > limits.max_request_body_bytes)
         {
             tracing::warn!(app = %self.app, component, limit = "max_request_body_bytes", "chained request refused: declared body too large");
+            self.front
+                .metrics
+                .limit_hit(lepton_metrics::LimitKind::MaxRequestBody);
             return Box::pin(async { Ok(crate::app::empty(http::StatusCode::PAYLOAD_TOO_LARGE)) });
         }
         // The caller already holds a slot of this app: wait for none, or it could wait on itself.
-        let Ok(slot) = self.gate.try_enter() else {
+        let Ok(slot) = self.front.gate.try_enter() else {
             tracing::warn!(app = %self.app, component, limit = "max_concurrent_requests", "chained request refused: the app is at its concurrency limit");
+            self.front
+                .metrics
+                .limit_hit(lepton_metrics::LimitKind::MaxConcurrent);
             return Box::pin(async { Ok(crate::stack::unavailable()) });
         };
         let parts_deadline = parts
@@ -141,14 +148,12 @@ impl LocalDispatch for ChainDispatch {
             } else {
                 res
             };
-            Ok(crate::stack::hold(
-                res,
-                app,
-                None,
-                Some(slot),
-                deadline,
-                cut_off,
-            ))
+            let holding = crate::stack::Holding {
+                version: None,
+                slot: Some(slot),
+                in_flight: None,
+            };
+            Ok(crate::stack::hold(res, app, holding, deadline, cut_off))
         })
     }
 }

@@ -14,6 +14,29 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use lepton_runtime::AppLimits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// What an app's requests pass through whatever version serves them: its concurrency gate and
+/// its metrics. Created once per app by the supervisor and handed to each version, so counts
+/// and series survive replaces.
+#[derive(Clone)]
+pub struct AppFront {
+    /// Concurrency slots and the wait queue.
+    pub gate: Arc<AppGate>,
+    /// The app's request metrics.
+    pub metrics: lepton_metrics::AppMetrics,
+}
+
+impl AppFront {
+    /// A front sized by `limits`, recording into `metrics` (its queue length included).
+    pub fn new(limits: &AppLimits, metrics: lepton_metrics::AppMetrics) -> Self {
+        let mut gate = AppGate::unshared(limits);
+        gate.queue_gauge = Some(metrics.clone());
+        Self {
+            gate: Arc::new(gate),
+            metrics,
+        }
+    }
+}
+
 /// One app's concurrency slots and wait queue.
 pub struct AppGate {
     slots: Arc<Semaphore>,
@@ -21,6 +44,8 @@ pub struct AppGate {
     capacity: Mutex<u32>,
     max_queued: AtomicU32,
     queued: AtomicU32,
+    /// Where the queue length is published, if anywhere.
+    queue_gauge: Option<lepton_metrics::AppMetrics>,
 }
 
 /// Why a request was refused at the gate.
@@ -38,12 +63,23 @@ pub struct Slot {
 impl AppGate {
     /// A gate sized by `limits`.
     pub fn new(limits: &AppLimits) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::unshared(limits))
+    }
+
+    fn unshared(limits: &AppLimits) -> Self {
+        Self {
             slots: Arc::new(Semaphore::new(limits.max_concurrent_requests as usize)),
             capacity: Mutex::new(limits.max_concurrent_requests),
             max_queued: AtomicU32::new(limits.max_queued_requests),
             queued: AtomicU32::new(0),
-        })
+            queue_gauge: None,
+        }
+    }
+
+    fn publish_queue(&self) {
+        if let Some(gauge) = &self.queue_gauge {
+            gauge.set_queued(i64::from(self.queued.load(Ordering::Relaxed)));
+        }
     }
 
     /// Apply new limits (a replaced version may change them). Growing takes effect at once;
@@ -86,7 +122,8 @@ impl AppGate {
             return Err(Refused::QueueFull);
         }
         // Leaves the queue however the wait ends (granted, or the client went away).
-        let _in_queue = QueueSeat(&self.queued);
+        let _in_queue = QueueSeat(self);
+        self.publish_queue();
         // tokio's semaphore is fair: waiters are served in the order they arrived.
         match self.slots.clone().acquire_owned().await {
             Ok(permit) => Ok(Slot { _permit: permit }),
@@ -115,11 +152,12 @@ impl AppGate {
     }
 }
 
-struct QueueSeat<'a>(&'a AtomicU32);
+struct QueueSeat<'a>(&'a AppGate);
 
 impl Drop for QueueSeat<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        self.0.publish_queue();
     }
 }
 

@@ -26,7 +26,7 @@ pub mod stack;
 pub mod wagi;
 
 pub use app::HttpApp;
-pub use gate::AppGate;
+pub use gate::{AppFront, AppGate};
 pub use ingress::HostTable;
 pub use server::{ConnectionLimits, HttpListener, ServeTarget};
 

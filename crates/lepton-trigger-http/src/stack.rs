@@ -15,6 +15,10 @@
 //! 5. **Cut-off**: when the version outlives its drain timeout, its requests are abandoned
 //!    (the connection is closed) and its guests stopped.
 //!
+//! Every request is measured in the app's metrics (`lepton-metrics`): in flight until its body
+//! is done, its status class and latency when its response head is ready, and each limit it
+//! hit (`max_request_body_bytes`, `max_queued_requests`, `request_timeout_ms`).
+//!
 //! The slot, the version and the deadline stay attached to the response body
 //! ([`StackBody`]) until it is done, so streaming responses count as running requests; the guest's
 //! worker holds the slot too (through the [`Ticket`]), so a client that goes away does not free
@@ -35,9 +39,10 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::app::{HttpApp, empty};
+use crate::app::{HttpApp, TimedOut, empty};
 use crate::executor::Ticket;
 use crate::gate::Slot;
+use lepton_metrics::{InFlightGuard, LimitKind};
 
 /// The response body type of the stack (what listeners send).
 pub type ResponseBody =
@@ -71,6 +76,14 @@ where
     if let Some(res) = app.reserved_response(req.uri().path()) {
         return Ok(res.map(BodyExt::boxed_unsync));
     }
+    let started = Instant::now();
+    let metrics = app.metrics().clone();
+    let in_flight = metrics.in_flight();
+    let refuse = |res: Response<ResponseBody>, limit: LimitKind| {
+        metrics.limit_hit(limit);
+        metrics.record_response(res.status().as_u16(), started.elapsed());
+        Ok(res)
+    };
     if !lepton_runtime::limits_enforced() {
         let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
         let ticket = Ticket {
@@ -78,15 +91,22 @@ where
             slot: None,
         };
         let res = app.handle(req, scheme, client, ticket).await;
+        metrics.record_response(res.status().as_u16(), started.elapsed());
         let name: Arc<str> = app.name().into();
         let cut_off = Box::pin(app.cut_off_switch().signal());
-        return Ok(hold(res, name, Some(app), None, far, cut_off));
+        let hold_on = Holding {
+            version: Some(app),
+            slot: None,
+            in_flight: Some(in_flight),
+        };
+        return Ok(hold(res, name, hold_on, far, cut_off));
     }
     let limits = *app.limits();
     let max_body = limits.max_request_body_bytes;
     if declared_length(req.headers()).is_some_and(|len| len > max_body) {
         tracing::warn!(app = %app.name(), limit = "max_request_body_bytes", max_request_body_bytes = max_body, "request refused: declared body too large");
-        return Ok(empty(StatusCode::PAYLOAD_TOO_LARGE).map(BodyExt::boxed_unsync));
+        let res = empty(StatusCode::PAYLOAD_TOO_LARGE).map(BodyExt::boxed_unsync);
+        return refuse(res, LimitKind::MaxRequestBody);
     }
     let over_limit = Arc::new(AtomicBool::new(false));
     let req = req.map(|body| LimitedBody {
@@ -102,11 +122,11 @@ where
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => {
                 tracing::warn!(app = %app.name(), limit = "max_queued_requests", max_concurrent_requests = limits.max_concurrent_requests, max_queued_requests = limits.max_queued_requests, "request refused: the app is at its concurrency limit and its queue is full");
-                return Ok(unavailable());
+                return refuse(unavailable(), LimitKind::MaxQueued);
             }
             Err(_) => {
                 tracing::warn!(app = %app.name(), limit = "request_timeout_ms", "request refused: it waited in the queue for request_timeout_ms");
-                return Ok(unavailable());
+                return refuse(unavailable(), LimitKind::RequestTimeout);
             }
         },
         () = &mut cut_off => return Err(Abandoned),
@@ -123,20 +143,39 @@ where
     };
     let res = if over_limit.load(Ordering::Acquire) {
         tracing::warn!(app = %app.name(), limit = "max_request_body_bytes", max_request_body_bytes = max_body, "request refused: body too large");
+        metrics.limit_hit(LimitKind::MaxRequestBody);
         empty(StatusCode::PAYLOAD_TOO_LARGE)
     } else {
+        if res.extensions().get::<TimedOut>().is_some() {
+            metrics.limit_hit(LimitKind::RequestTimeout);
+        }
         res
     };
+    metrics.record_response(res.status().as_u16(), started.elapsed());
     let name: Arc<str> = app.name().into();
-    Ok(hold(res, name, Some(app), Some(slot), deadline, cut_off))
+    let hold_on = Holding {
+        version: Some(app),
+        slot: Some(slot),
+        in_flight: Some(in_flight),
+    };
+    Ok(hold(res, name, hold_on, deadline, cut_off))
 }
 
-/// Attach the slot, the version (`keep`) and the deadline to a response body.
+/// What a response body keeps alive until it is done: the app version it runs on, its
+/// concurrency slot, and its place in the in-flight gauge.
+// Held, never read: dropping them (when the body is done) is what ends the request.
+#[allow(dead_code)]
+pub(crate) struct Holding {
+    pub(crate) version: Option<Arc<HttpApp>>,
+    pub(crate) slot: Option<Arc<Slot>>,
+    pub(crate) in_flight: Option<InFlightGuard>,
+}
+
+/// Attach what the request holds (`holding`) and its deadline to a response body.
 pub(crate) fn hold(
     res: Response<WasiBody>,
     name: Arc<str>,
-    keep: Option<Arc<HttpApp>>,
-    slot: Option<Arc<Slot>>,
+    holding: Holding,
     deadline: Instant,
     cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
 ) -> Response<ResponseBody> {
@@ -145,8 +184,7 @@ pub(crate) fn hold(
             body,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             cut_off,
-            _slot: slot,
-            _version: keep,
+            _holding: holding,
             name,
         }
         .boxed_unsync()
@@ -237,8 +275,7 @@ struct StackBody {
     body: WasiBody,
     deadline: Pin<Box<tokio::time::Sleep>>,
     cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
-    _slot: Option<Arc<Slot>>,
-    _version: Option<Arc<HttpApp>>,
+    _holding: Holding,
     name: Arc<str>,
 }
 
