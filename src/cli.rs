@@ -90,16 +90,42 @@ impl LimitArgs {
     }
 }
 
-/// Log to stderr with `LEPTON_LOG` as the filter (default `info`), colours only on a terminal.
-pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LEPTON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and every field: `app`,
+    /// `component`, `limit`, …), for log pipelines.
+    Json,
+}
+
+/// The logging option common to both binaries.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// How log lines on stderr are written.
+    #[arg(long, global = true, env = "LEPTON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log to stderr with `LEPTON_LOG` as the filter (default `info`), as text (colours only on a
+/// terminal) or JSON lines. Request lines are the `lepton::request` target.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEPTON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Raise the soft limit on open files to the hard one: every listener may hold up to

@@ -27,6 +27,9 @@ struct Cli {
     #[command(flatten)]
     limits: cli::LimitArgs,
 
+    #[command(flatten)]
+    log: cli::LogArgs,
+
     /// Where pulled artifacts and compiled components are cached.
     #[arg(long, env = "LEPTON_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
@@ -55,9 +58,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    cli::init_tracing();
-    cli::raise_open_file_limit();
     let args = Cli::parse();
+    cli::init_tracing(args.log.log_format);
+    cli::raise_open_file_limit();
     cli::block_on(run(args))
 }
 

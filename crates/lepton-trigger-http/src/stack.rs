@@ -79,9 +79,16 @@ where
     let started = Instant::now();
     let metrics = app.metrics().clone();
     let in_flight = metrics.in_flight();
+    let line = RequestLine::capture(&req);
+    let done = |status: StatusCode| {
+        metrics.record_response(status.as_u16(), started.elapsed());
+        if let Some(line) = &line {
+            line.log(app.name(), status, started);
+        }
+    };
     let refuse = |res: Response<ResponseBody>, limit: LimitKind| {
         metrics.limit_hit(limit);
-        metrics.record_response(res.status().as_u16(), started.elapsed());
+        done(res.status());
         Ok(res)
     };
     if !lepton_runtime::limits_enforced() {
@@ -91,7 +98,7 @@ where
             slot: None,
         };
         let res = app.handle(req, scheme, client, ticket).await;
-        metrics.record_response(res.status().as_u16(), started.elapsed());
+        done(res.status());
         let name: Arc<str> = app.name().into();
         let cut_off = Box::pin(app.cut_off_switch().signal());
         let hold_on = Holding {
@@ -151,7 +158,7 @@ where
         }
         res
     };
-    metrics.record_response(res.status().as_u16(), started.elapsed());
+    done(res.status());
     let name: Arc<str> = app.name().into();
     let hold_on = Holding {
         version: Some(app),
@@ -159,6 +166,35 @@ where
         in_flight: Some(in_flight),
     };
     Ok(hold(res, name, hold_on, deadline, cut_off))
+}
+
+/// The request log line (`lepton::request` target, info level): app, method, path, status and
+/// time to the response head. Captured only when that target is enabled, so turning it off
+/// (`LEPTON_LOG=info,lepton::request=off`) costs nothing per request.
+struct RequestLine {
+    method: http::Method,
+    path: Box<str>,
+}
+
+impl RequestLine {
+    fn capture<B>(req: &Request<B>) -> Option<Self> {
+        tracing::enabled!(target: "lepton::request", tracing::Level::INFO).then(|| Self {
+            method: req.method().clone(),
+            path: req.uri().path().into(),
+        })
+    }
+
+    fn log(&self, app: &str, status: StatusCode, started: Instant) {
+        tracing::info!(
+            target: "lepton::request",
+            app,
+            method = %self.method,
+            path = %self.path,
+            status = status.as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
 }
 
 /// What a response body keeps alive until it is done: the app version it runs on, its
