@@ -203,6 +203,7 @@ pub fn supervisor(
     drain: Duration,
     limits: &LimitArgs,
     metrics: lepton_metrics::Metrics,
+    self_ingress: Option<std::net::SocketAddr>,
 ) -> Result<AppSupervisor> {
     // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
     let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
@@ -220,6 +221,7 @@ pub fn supervisor(
             default_limits: limits.app_limits(),
             connection_limits: limits.connection_limits(),
             metrics,
+            self_ingress,
         },
     ))
 }

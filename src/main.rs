@@ -120,6 +120,7 @@ async fn serve(
         drain,
         limits,
         lepton_metrics::Metrics::new(),
+        None,
     )?;
 
     let total = manifest.apps.len();

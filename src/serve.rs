@@ -57,14 +57,27 @@ pub async fn run(
         .await
         .with_context(|| format!("--admin {}: cannot listen", args.admin))?;
     let metrics = Metrics::new();
-    let supervisor = cli::supervisor(cache_dir, registry, drain, limits, metrics.clone())?;
-    let (stop_ingress, stop_rx) = watch::channel(false);
-    let mut ingress = Vec::new();
+    let mut listeners = Vec::new();
     for addr in &args.http {
         let listener = HttpListener::bind(*addr)
             .await
             .with_context(|| format!("--http {addr}: cannot listen"))?;
         println!("Ingress http://{}", listener.local_addr());
+        listeners.push(listener);
+    }
+    // Self requests of apps with only hosts go through the first plain ingress.
+    let self_ingress = listeners.first().map(HttpListener::local_addr);
+    let supervisor = cli::supervisor(
+        cache_dir,
+        registry,
+        drain,
+        limits,
+        metrics.clone(),
+        self_ingress,
+    )?;
+    let (stop_ingress, stop_rx) = watch::channel(false);
+    let mut ingress = Vec::new();
+    for listener in listeners {
         ingress.push(tokio::spawn(listener.serve(
             ServeTarget::Hosts(supervisor.host_table()),
             stop_rx.clone(),

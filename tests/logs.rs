@@ -59,10 +59,13 @@ fn json_logs_carry_a_line_per_request_with_its_app() {
     assert_eq!(request["method"], "GET", "{request}");
     assert_eq!(request["status"], 200, "{request}");
     assert_eq!(request["level"], "INFO", "{request}");
-    assert!(request["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{request}");
+    assert!(
+        request["ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{request}"
+    );
     assert!(request["timestamp"].is_string(), "{request}");
     // The guest's own output goes to the app's log files, not lepton's stderr.
-    let stdout = std::fs::read_to_string(tmp.path().join("state/logs/hello_stdout.txt"))
-        .unwrap_or_default();
+    let stdout =
+        std::fs::read_to_string(tmp.path().join("state/logs/hello_stdout.txt")).unwrap_or_default();
     assert!(stdout.contains("log-line-stdout"), "{stdout}");
 }

@@ -21,6 +21,8 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
     let (p2, p3) = (format!("{reg}/hello:p2"), format!("{reg}/hello:p3"));
     push("hello-p2", &p2);
     push("hello-p3", &p3);
+    let outbound = format!("{reg}/outbound:v1");
+    push("outbound-p2", &outbound);
     let tmp = tempfile::tempdir().expect("tempdir");
     let (admin, ingress, own) = (free_addr(), free_addr(), free_addr());
     let mut serve = Serve::start(tmp.path(), "lepton.db", "node-a", &admin, &ingress);
@@ -88,6 +90,44 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
         "{headers}"
     );
 
+    // Self requests and service chaining of an app served only by host reach the same app
+    // (through the ingress, by one of its hosts).
+    let (status, json) = serve.api(
+        "PUT",
+        "/v1/apps/outbound",
+        &format!(
+            r#"{{"reference":"{outbound}","hosts":["out.example.com"],"variables":{{"upstream_port":"1"}}}}"#
+        ),
+    );
+    assert_eq!(status, 200, "{json}\n{}", serve.log());
+    let fetch = |prefix: &str, url: &str| {
+        let res = lepton_testkit::http_request_to_host(
+            &ingress,
+            "out.example.com",
+            "GET",
+            &format!("{prefix}/fetch"),
+            &[("x-url", url)],
+            b"",
+        )
+        .expect("fetch");
+        (res.status, res.text())
+    };
+    assert_eq!(
+        fetch("/front", "/front/whoami"),
+        (
+            200,
+            "200\nI am front\npath-info: /whoami\nmatched-route: /front/...\n".into()
+        ),
+        "{}",
+        serve.log()
+    );
+    assert_eq!(
+        fetch("/wild", "http://back.spin.internal/whoami").0,
+        200,
+        "{}",
+        serve.log()
+    );
+
     // Bad bodies name the field; a host held by another app names that app.
     let (status, json) = serve.api(
         "PUT",
@@ -132,7 +172,7 @@ fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
         .as_array()
         .map(|a| a.iter().filter_map(|a| a["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["api", "shop"], "{json}");
+    assert_eq!(names, ["api", "outbound", "shop"], "{json}");
     let (_, shop) = serve.api("GET", "/v1/apps/shop", "");
     assert_eq!(shop["status"]["state"], "serving", "{shop}");
     assert!(

@@ -62,6 +62,7 @@ async fn run(args: Cli) -> Result<()> {
         Duration::from_secs(args.drain_timeout),
         &args.limits,
         lepton_metrics::Metrics::new(),
+        None,
     )?;
     let opts = TauonOptions {
         dir: args.dir,

@@ -6,7 +6,9 @@
 //! - **self request** (a relative URL, an empty host such as the SDK's `:443` placeholder, or host
 //!   `self.alt`): allowed only by a `self` / `self.alt` / `*` host entry; sent over plain HTTP to
 //!   the app's real listen address. The destination comes only from that address, never from a
-//!   `Host` header (CVE-2024-32980), and the `Host` header sent is the listen address.
+//!   `Host` header (CVE-2024-32980), and the `Host` header sent is the listen address — or, for
+//!   an app served only by host on a shared ingress, the ingress's address with one of the app's
+//!   own hosts as `Host` ([`SelfOrigin::host`]), which the ingress routes back to the same app.
 //! - **`http://<component>.spin.internal/...`**: checked like any host, then served in-process by
 //!   that component through the installed [`LocalDispatch`].
 //! - **anything else**: checked as `scheme://host:port` (the scheme's default port when the URL
@@ -79,8 +81,23 @@ pub struct OutboundHttp {
     app: Arc<str>,
     component: Arc<str>,
     policy: Arc<OutboundPolicy>,
-    self_origin: Option<SocketAddr>,
+    self_origin: Option<SelfOrigin>,
     chaining: Arc<LocalDispatchSlot>,
+}
+
+/// Where an app's self requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfOrigin {
+    /// The address to connect to: the app's own listener, or a shared ingress.
+    pub addr: SocketAddr,
+    /// The `Host` to send (one of the app's hosts, for an ingress); `None` sends `addr`.
+    pub host: Option<String>,
+}
+
+impl From<SocketAddr> for SelfOrigin {
+    fn from(addr: SocketAddr) -> Self {
+        Self { addr, host: None }
+    }
 }
 
 impl OutboundHttp {
@@ -90,18 +107,19 @@ impl OutboundHttp {
         app: &str,
         component: &str,
         policy: Arc<OutboundPolicy>,
-        self_origin: Option<SocketAddr>,
+        self_origin: Option<SelfOrigin>,
         chaining: Arc<LocalDispatchSlot>,
     ) -> Self {
         // An app listening on every interface is reached over loopback.
-        let self_origin = self_origin.map(|mut addr| {
+        let self_origin = self_origin.map(|mut origin| {
+            let addr = &mut origin.addr;
             if addr.ip().is_unspecified() {
                 addr.set_ip(match addr {
                     SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
                     SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
                 });
             }
-            addr
+            origin
         });
         Self {
             app: app.into(),
@@ -162,11 +180,11 @@ impl OutboundHttp {
             tracing::debug!(app = %self.app, component = %self.component, uri = %request.uri(), "self request denied: no `self` entry in allowed_outbound_hosts");
             return Err(Error::HttpRequestDenied);
         }
-        let Some(origin) = self.self_origin else {
+        let Some(origin) = &self.self_origin else {
             tracing::error!(app = %self.app, component = %self.component, "self request, but the app's listen address is unknown");
             return Err(Error::HttpRequestUriInvalid);
         };
-        let authority = origin.to_string();
+        let authority = origin.addr.to_string();
         let path = request
             .uri()
             .path_and_query()
@@ -178,8 +196,10 @@ impl OutboundHttp {
             .path_and_query(path)
             .build()
             .map_err(|_| Error::HttpRequestUriInvalid)?;
-        // The destination is the listen address alone; the Host header says the same.
-        let host = HeaderValue::try_from(authority).map_err(|_| Error::HttpRequestUriInvalid)?;
+        // The destination is the listen address alone; the Host header says the same, or names
+        // the app on a shared ingress.
+        let host = origin.host.clone().unwrap_or(authority);
+        let host = HeaderValue::try_from(host).map_err(|_| Error::HttpRequestUriInvalid)?;
         request.headers_mut().insert(HOST, host);
         Ok(())
     }

@@ -20,7 +20,7 @@ pub mod sockets;
 pub use allowed::{AllowedHost, EntryError, Target, default_port};
 pub use http::{
     CallerDeadline, DispatchFuture, LocalDispatch, LocalDispatchSlot, OutboundHttp,
-    OutboundHttpHooks, link_p2_relative_urls,
+    OutboundHttpHooks, SelfOrigin, link_p2_relative_urls,
 };
 pub use legacy::{OutboundView, add_legacy_http_to_linker};
 pub use policy::{BlockedNetworks, OutboundError, OutboundPolicy, VariableResolver, no_variables};

@@ -233,6 +233,9 @@ pub struct AppConfig {
     /// The address the app is served on: where its self requests (relative URLs) go. `None`
     /// refuses self requests.
     pub listen_address: Option<std::net::SocketAddr>,
+    /// The `Host` self requests carry when `listen_address` is a shared ingress (one of the
+    /// app's hosts, which routes back to it); `None` sends the address itself.
+    pub self_host: Option<String>,
     /// The app's limits (defaults already applied).
     pub limits: AppLimits,
 }
@@ -465,7 +468,12 @@ fn outbound_http(
         &config.name,
         &component.id,
         Arc::new(policy),
-        config.listen_address,
+        config
+            .listen_address
+            .map(|addr| lepton_outbound::SelfOrigin {
+                addr,
+                host: config.self_host.clone(),
+            }),
         chaining.clone(),
     ))
 }

@@ -173,7 +173,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c_stdout.txt");
         let log = RotatingLog::open(path.clone(), 10, 2).expect("open");
-        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n", "ffff\n", "gggg\n"] {
+        for line in [
+            "aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n", "ffff\n", "gggg\n",
+        ] {
             log.write(line.as_bytes()).expect("write");
         }
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

@@ -51,6 +51,9 @@ pub struct SupervisorConfig {
     pub connection_limits: ConnectionLimits,
     /// Where apps' request, pull and compile metrics go.
     pub metrics: lepton_metrics::Metrics,
+    /// A shared plain-HTTP ingress that self requests of apps without an address of their own go
+    /// through (with one of their hosts as `Host`); without one they are refused.
+    pub self_ingress: Option<SocketAddr>,
 }
 
 impl Default for SupervisorConfig {
@@ -60,6 +63,7 @@ impl Default for SupervisorConfig {
             default_limits: AppLimits::default(),
             connection_limits: ConnectionLimits::default(),
             metrics: lepton_metrics::Metrics::new(),
+            self_ingress: None,
         }
     }
 }
@@ -554,6 +558,21 @@ async fn stop_app(app: RunningApp, drain: Duration) {
     release_when_drained(app.status.key, app.status.digest, version, drain);
 }
 
+/// A host that routes to an app with `hosts`: its first exact host, else a name under its first
+/// wildcard (`*.example.com` → `self.example.com`).
+fn self_host(hosts: &[String]) -> Option<String> {
+    hosts
+        .iter()
+        .find(|h| !h.starts_with("*."))
+        .cloned()
+        .or_else(|| {
+            hosts
+                .first()
+                .and_then(|h| h.strip_prefix("*."))
+                .map(|suffix| format!("self.{suffix}"))
+        })
+}
+
 /// Republish the shared ingress's host table from what runs now.
 fn publish_hosts(inner: &Inner, state: &State) {
     let mut table = HostTable::new();
@@ -606,12 +625,20 @@ async fn prepare(
         path: spec.state_dir.clone(),
         source,
     })?;
+    // Self requests go to the app's own address, or through the shared ingress by one of its
+    // hosts when it has only hosts.
+    let (listen_address, self_host) = match (spec.address, inner.config.self_ingress) {
+        (Some(address), _) => (Some(address), None),
+        (None, Some(ingress)) => (Some(ingress), self_host(&spec.hosts)),
+        (None, None) => (None, None),
+    };
     let config = AppConfig {
         name: spec.name.clone(),
         state_dir: spec.state_dir.clone(),
         variables: spec.variables.clone(),
         runtime_config: spec.runtime_config.clone(),
-        listen_address: spec.address,
+        listen_address,
+        self_host,
         limits: spec.limits.over(&inner.config.default_limits),
     };
     // One app at its concurrency limit holds at most that many instances (chained requests take
