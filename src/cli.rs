@@ -109,23 +109,46 @@ pub struct LogArgs {
 }
 
 /// Log to stderr with `LEPTON_LOG` as the filter (default `info`), as text (colours only on a
-/// terminal) or JSON lines. Request lines are the `lepton::request` target.
-pub fn init_tracing(format: LogFormat) {
+/// terminal) or JSON lines. Request lines are the `lepton::request` target. When
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, request spans (`lepton::trace`) are exported over OTLP
+/// too ([`crate::otel`]); hold the returned guard until exit so the last spans are flushed.
+pub fn init_tracing(format: LogFormat) -> Option<crate::otel::OtelGuard> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEPTON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder
+    // Spans are for export only: never printed, never created unless an exporter wants them.
+    let filter =
+        filter.add_directive("lepton::trace=off".parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
+        }));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+    };
+    let (otel, guard) = if crate::otel::configured() {
+        match crate::otel::layer() {
+            Ok((layer, guard)) => (Some(layer), Some(guard)),
+            Err(err) => {
+                eprintln!("warning: OTLP trace export disabled: {err}");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    guard
 }
 
 /// Raise the soft limit on open files to the hard one: every listener may hold up to

@@ -3,6 +3,7 @@
 
 mod apps;
 mod cli;
+mod otel;
 mod serve;
 
 use std::path::PathBuf;
@@ -59,7 +60,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    cli::init_tracing(args.log.log_format);
+    let _otel = cli::init_tracing(args.log.log_format);
     cli::raise_open_file_limit();
     cli::block_on(run(args))
 }

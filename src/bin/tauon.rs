@@ -4,6 +4,8 @@
 
 #[path = "../cli.rs"]
 mod cli;
+#[path = "../otel.rs"]
+mod otel;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,7 +52,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    cli::init_tracing(args.log.log_format);
+    let _otel = cli::init_tracing(args.log.log_format);
     cli::raise_open_file_limit();
     cli::block_on(run(args))
 }

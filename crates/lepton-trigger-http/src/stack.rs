@@ -73,6 +73,29 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    // The request's trace span (exported over OTLP when configured; otherwise disabled, and
+    // then creating it costs one atomic load).
+    let span = tracing::info_span!(
+        target: "lepton::trace",
+        "request",
+        app = %app.name(),
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    tracing::Instrument::instrument(serve_in_span(app, req, scheme, client), span).await
+}
+
+async fn serve_in_span<B>(
+    app: Arc<HttpApp>,
+    req: Request<B>,
+    scheme: &'static str,
+    client: SocketAddr,
+) -> Result<Response<ResponseBody>, Abandoned>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     if let Some(res) = app.reserved_response(req.uri().path()) {
         return Ok(res.map(BodyExt::boxed_unsync));
     }
@@ -82,6 +105,7 @@ where
     let line = RequestLine::capture(&req);
     let done = |status: StatusCode| {
         metrics.record_response(status.as_u16(), started.elapsed());
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if let Some(line) = &line {
             line.log(app.name(), status, started);
         }
