@@ -1,10 +1,13 @@
 //! `lepton serve`: the long-running service. Desired state lives in a database (`--db`: an
 //! embedded SQLite file by default, or a `postgres://` URL shared by several nodes), written
 //! through the authenticated admin API (`--admin`), followed into the one reconciler, and served
-//! on each app's own address and/or by host on the shared ingress (`--http`, repeatable).
+//! on each app's own address and/or by host on the shared ingress (`--http` and `--https`, each
+//! repeatable). HTTPS listeners share one TLS configuration whose certificates are chosen by
+//! SNI: an app's own `tls` files, else `--cert-dir` (see `lepton_trigger_http::tls`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,6 +15,7 @@ use lepton_admin::{AdminApi, AdminConfig, DbSource, Tokens};
 use lepton_metrics::Metrics;
 use lepton_store::{Store, StoreLocation};
 use lepton_supervisor::Reconciler;
+use lepton_trigger_http::tls::resolver::SniResolver;
 use lepton_trigger_http::{HttpListener, ServeTarget};
 use tokio::sync::watch;
 
@@ -29,6 +33,14 @@ pub struct ServeArgs {
     /// A shared plain-HTTP ingress routing by host to apps with `hosts`. Repeatable.
     #[arg(long = "http")]
     pub http: Vec<SocketAddr>,
+    /// A shared HTTPS ingress (HTTP/2 and HTTP/1.1) routing by host, with certificates chosen
+    /// by SNI. Repeatable.
+    #[arg(long = "https")]
+    pub https: Vec<SocketAddr>,
+    /// Certificates for hosts whose app brings none: `<host>.crt` + `<host>.key`, or
+    /// `<host>.pem` with both; a wildcard `*.example.com` as `_.example.com.*`.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
     /// Where apps without a `state_dir` keep their data (`<state-root>/<name>`).
     #[arg(long, default_value = "state")]
     pub state_root: PathBuf,
@@ -57,14 +69,9 @@ pub async fn run(
         .await
         .with_context(|| format!("--admin {}: cannot listen", args.admin))?;
     let metrics = Metrics::new();
-    let mut listeners = Vec::new();
-    for addr in &args.http {
-        let listener = HttpListener::bind(*addr)
-            .await
-            .with_context(|| format!("--http {addr}: cannot listen"))?;
-        println!("Ingress http://{}", listener.local_addr());
-        listeners.push(listener);
-    }
+    let cert_dirs = cert_dirs(args.cert_dir.as_deref(), !args.https.is_empty())?;
+    let mut listeners = bind_ingress("http", &args.http).await?;
+    let secure = bind_ingress("https", &args.https).await?;
     // Self requests of apps with only hosts go through the first plain ingress.
     let self_ingress = listeners.first().map(HttpListener::local_addr);
     let supervisor = cli::supervisor(
@@ -75,6 +82,12 @@ pub async fn run(
         metrics.clone(),
         self_ingress,
     )?;
+    if !secure.is_empty() {
+        // One configuration (and so one certificate cache) for every HTTPS listener.
+        let resolver = SniResolver::new(supervisor.host_table(), cert_dirs);
+        let tls = Arc::new(lepton_trigger_http::tls::server_config(Arc::new(resolver))?);
+        listeners.extend(secure.into_iter().map(|l| l.with_tls(tls.clone())));
+    }
     let (stop_ingress, stop_rx) = watch::channel(false);
     let mut ingress = Vec::new();
     for listener in listeners {
@@ -109,6 +122,37 @@ pub async fn run(
     }
     let _ = follow.await;
     Ok(())
+}
+
+/// Bind the `--http` or `--https` (`scheme`) ingress addresses, announcing each.
+async fn bind_ingress(scheme: &str, addrs: &[SocketAddr]) -> Result<Vec<HttpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let listener = HttpListener::bind(*addr)
+            .await
+            .with_context(|| format!("--{scheme} {addr}: cannot listen"))?;
+        println!("Ingress {scheme}://{}", listener.local_addr());
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// The directories certificates are looked up in by host: `--cert-dir` (absolute), checked
+/// before anything listens.
+fn cert_dirs(cert_dir: Option<&std::path::Path>, https: bool) -> Result<Vec<PathBuf>> {
+    let Some(dir) = cert_dir else {
+        return Ok(Vec::new());
+    };
+    if !https {
+        tracing::warn!(cert_dir = %dir.display(), "--cert-dir without --https: unused");
+    }
+    let dir = std::path::absolute(dir).with_context(|| format!("--cert-dir {}", dir.display()))?;
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--cert-dir {}: not a directory",
+        dir.display()
+    );
+    Ok(vec![dir])
 }
 
 /// The host name, for status records.

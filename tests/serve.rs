@@ -10,18 +10,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::serve::{Serve, TOKEN};
+use support::serve::{Serve, TOKEN, hello_registry};
 use support::*;
 
 #[test]
 fn serve_runs_apps_from_its_database_through_the_api_and_one_ingress() {
-    require_guest_builds();
-    let registry = TestRegistry::start().expect("registry");
-    let reg = registry.addr();
-    let (p2, p3) = (format!("{reg}/hello:p2"), format!("{reg}/hello:p3"));
-    push("hello-p2", &p2);
-    push("hello-p3", &p3);
-    let outbound = format!("{reg}/outbound:v1");
+    let (registry, p2, p3) = hello_registry();
+    let outbound = format!("{}/outbound:v1", registry.addr());
     push("outbound-p2", &outbound);
     let tmp = tempfile::tempdir().expect("tempdir");
     let (admin, ingress, own) = (free_addr(), free_addr(), free_addr());

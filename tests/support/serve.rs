@@ -13,6 +13,17 @@ use super::*;
 /// The admin token every test server accepts.
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
+/// A registry holding the hello app's two builds: (registry, `…/hello:p2`, `…/hello:p3`).
+pub fn hello_registry() -> (TestRegistry, String, String) {
+    require_guest_builds();
+    let registry = TestRegistry::start().expect("registry");
+    let reg = registry.addr();
+    let (p2, p3) = (format!("{reg}/hello:p2"), format!("{reg}/hello:p3"));
+    push("hello-p2", &p2);
+    push("hello-p3", &p3);
+    (registry, p2, p3)
+}
+
 /// A `lepton serve` child; killed on drop.
 pub struct Serve {
     child: Child,
@@ -24,12 +35,25 @@ pub struct Serve {
 impl Serve {
     /// Start `lepton serve` in `dir` on database `db` as node `node`; waits until ready.
     pub fn start(dir: &Path, db: &str, node: &str, admin: &str, ingress: &str) -> Self {
+        Self::start_with_args(dir, db, node, admin, ingress, &[])
+    }
+
+    /// [`Serve::start`] with more arguments for `lepton serve` (`--https ADDR`, `--cert-dir`…).
+    pub fn start_with_args(
+        dir: &Path,
+        db: &str,
+        node: &str,
+        admin: &str,
+        ingress: &str,
+        args: &[&str],
+    ) -> Self {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let stderr = dir.join(format!("serve-{n}.stderr"));
         let child = Command::new(lepton_bin())
             .current_dir(dir)
             .args(["serve", "--db", db, "--node", node, "--state-root", "state"])
             .args(["--admin", admin, "--http", ingress])
+            .args(args)
             .arg("--cache-dir")
             .arg(dir.join("cache"))
             .args(["--drain-timeout", "2"])

@@ -7,13 +7,14 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /v1/apps` | every app: spec, generation, this node's status, every node's status |
 //! | `GET /v1/apps/{name}` | one app; 404 if it is not in the desired state |
-//! | `PUT /v1/apps/{name}` | store the app (400 naming the field, 409 naming the app holding a host or address), then wait until it serves (200) or failed (422, with the error); `?wait=false`: 202 at once |
+//! | `PUT /v1/apps/{name}` | store the app (400 naming the field — for `tls`, also when its files do not load, match or cover the hosts —, 409 naming the app holding a host or address), then wait until it serves (200) or failed (422, with the error); `?wait=false`: 202 at once |
 //! | `DELETE /v1/apps/{name}` | remove it and wait until it stopped (200); 404 if absent |
 //!
 //! Every other request needs `Authorization: Bearer TOKEN` ([`crate::auth`]); without a valid
 //! one it is a 401 with no hint why. Bodies are at most 1 MiB (413 past it).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use lepton_metrics::Metrics;
+use lepton_spec::app::Problem;
 use lepton_store::{Claim, StoreError, StoredApp};
 use lepton_supervisor::{ConfigError, Transition};
+use lepton_trigger_http::tls::{TlsFiles, check_certificate};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -188,6 +191,9 @@ impl AdminApi {
             Ok(spec) => spec,
             Err(err) => return bad_request(&err),
         };
+        if let Err(res) = check_tls(name, &spec).await {
+            return res;
+        }
         let Ok(value) = serde_json::from_str::<Value>(text) else {
             return error(StatusCode::BAD_REQUEST, "the body is not JSON");
         };
@@ -277,6 +283,40 @@ impl AdminApi {
             "nodes": nodes,
         })
     }
+}
+
+/// An app's `tls` files must exist, parse, match and cover its hosts (a 400 naming `tls.cert`
+/// or `tls.key` otherwise). Checked here, where it is put, rather than in the spec parser: a
+/// stored app whose files later change or vanish keeps serving its hosts over HTTP, and the
+/// HTTPS ingress reports the certificate when it cannot load it.
+async fn check_tls(name: &str, spec: &lepton_spec::AppSpec) -> Result<(), Reply> {
+    let Some(tls) = &spec.tls else { return Ok(()) };
+    let files = TlsFiles {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+    };
+    let hosts = spec.hosts.clone();
+    let problems = tokio::task::spawn_blocking(move || check_certificate(&files, &hosts))
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("checking the certificate failed: {e}"),
+            )
+        })?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let problems = problems
+        .iter()
+        .map(|p| Problem {
+            file: PathBuf::from(format!("/v1/apps/{name}")),
+            app: name.to_string(),
+            field: p.field(),
+            message: p.to_string(),
+        })
+        .collect();
+    Err(bad_request(&ConfigError::Invalid(problems)))
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {

@@ -6,8 +6,9 @@
 //!
 //! Optional per-app fields: `name`, `variables` (a map of app variable values, the highest-priority
 //! variables provider), `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
-//! against the manifest's directory), `limits` (see [`crate::limits`]) and `hosts` (names the
-//! app answers to on a shared ingress, see [`crate::hosts`]).
+//! against the manifest's directory), `limits` (see [`crate::limits`]), `hosts` (names the
+//! app answers to on a shared ingress, see [`crate::hosts`]) and, for `lepton serve` only, `tls`
+//! (the certificate its hosts are served with over HTTPS, see [`crate::tls`]).
 //!
 //! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file. The
 //! admin API's `PUT /v1/apps/{name}` body ([`parse_api_app`]) is the same object, where
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::limits::LimitOverrides;
+use crate::tls::AppTls;
 
 /// One app the operator wants running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct AppSpec {
     pub address: Option<SocketAddr>,
     /// The host names it answers to on the shared ingress (normalised, sorted, no duplicates).
     pub hosts: Vec<String>,
+    /// The certificate its hosts are served with on the HTTPS ingress, if it brings its own.
+    pub tls: Option<AppTls>,
     /// Where its data and logs live (absolute).
     pub state_dir: PathBuf,
     /// App variable values given by the operator (highest-priority provider).
@@ -339,12 +343,35 @@ fn check_app(
     }
     hosts.sort();
     hosts.dedup();
-    if app.tls.is_some() {
-        problem(
-            "tls",
-            "not supported yet: lepton has no TLS listener yet (plain --http ingress only)".into(),
-        );
-    }
+    // `None`: invalid; `Some(None)`: not given.
+    let tls = match (&app.tls, mode) {
+        (None, _) => Some(None),
+        (Some(_), Mode::File) => {
+            problem(
+                "tls",
+                "only `lepton serve` has an HTTPS ingress (--https) to serve certificates on"
+                    .into(),
+            );
+            None
+        }
+        (Some(_), Mode::Api { .. }) if app.hosts.is_empty() => {
+            problem(
+                "tls",
+                "needs `hosts`: a certificate is served on the shared HTTPS ingress for the app's hosts"
+                    .into(),
+            );
+            None
+        }
+        (Some(value), Mode::Api { .. }) => match crate::tls::parse_tls(value, base, normalize) {
+            Ok(tls) => Some(Some(tls)),
+            Err(found) => {
+                for (field, message) in found {
+                    problem(field, message);
+                }
+                None
+            }
+        },
+    };
     let state_dir_text = match (app.state_dir, mode) {
         (Some(dir), _) => Some(dir),
         (None, Mode::File) => {
@@ -407,8 +434,8 @@ fn check_app(
             None
         }
     };
-    let spec = match (address, &state_dir, runtime_config, limits) {
-        (Some(address), Some(state_dir), Some(runtime_config), Some(limits))
+    let spec = match (address, &state_dir, runtime_config, limits, tls) {
+        (Some(address), Some(state_dir), Some(runtime_config), Some(limits), Some(tls))
             if !app.name.as_deref().is_some_and(str::is_empty) && hosts_ok =>
         {
             Some(AppSpec {
@@ -416,6 +443,7 @@ fn check_app(
                 reference: app.reference,
                 address,
                 hosts,
+                tls,
                 state_dir: state_dir.clone(),
                 variables: app.variables,
                 runtime_config,
@@ -474,7 +502,8 @@ pub fn parse_app_file(path: &Path, text: &str) -> Result<AppSpec, ConfigError> {
 
 /// The body of the admin API's `PUT /v1/apps/{name}`: a tauon app file's object where `address`
 /// and `state_dir` are optional (`state_dir` defaults to `<state_root>/<name>`; relative paths
-/// are resolved against `state_root`), plus `hosts`. A `name` in the body must be `name`.
+/// are resolved against `state_root`), plus `hosts` and `tls`. A `name` in the body must be
+/// `name`.
 /// Errors name `/v1/apps/{name}` as the file.
 pub fn parse_api_app(name: &str, text: &str, state_root: &Path) -> Result<AppSpec, ConfigError> {
     let file = PathBuf::from(format!("/v1/apps/{name}"));

@@ -470,6 +470,7 @@ mod tests {
             reference: format!("127.0.0.1:1/{name}:v1"),
             address: Some("127.0.0.1:0".parse().expect("address")),
             hosts: Vec::new(),
+            tls: None,
             state_dir: dir.join(name),
             variables: Default::default(),
             runtime_config: None,

@@ -17,9 +17,10 @@
 //! Whatever fails, the version already serving keeps serving.
 //!
 //! Apps with `hosts` are also served on the shared ingress: the supervisor publishes a
-//! [`HostTable`] (host → the app's version channel) that `--http` listeners route by, so a
-//! replace reaches them at once; an app may have hosts, its own address, or both. Hosts are
-//! claimed like addresses: a host held by another key is refused, naming it.
+//! [`HostTable`] (host → the app's version channel, and the certificate files of its `tls`) that
+//! `--http` and `--https` listeners route by, so a replace reaches them at once; an app may have
+//! hosts, its own address, or both. Hosts are claimed like addresses: a host held by another key
+//! is refused, naming it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use lepton_oci::{AppLoader, LoadSource, LoadedApp};
 use lepton_runtime::{AppConfig, AppLimits, CompileCache, RuntimeApp, RuntimeEngine};
+use lepton_trigger_http::tls::TlsFiles;
 use lepton_trigger_http::{
     AppFront, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
 };
@@ -577,8 +579,12 @@ fn self_host(hosts: &[String]) -> Option<String> {
 fn publish_hosts(inner: &Inner, state: &State) {
     let mut table = HostTable::new();
     for app in state.running.values() {
+        let tls = app.spec.tls.as_ref().map(|tls| TlsFiles {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        });
         for host in &app.spec.hosts {
-            table.insert(host, app.current.subscribe());
+            table.insert(host, app.current.subscribe(), tls.clone());
         }
     }
     inner.hosts.send_replace(Arc::new(table));
@@ -721,6 +727,7 @@ mod tests {
             reference: format!("127.0.0.1:1/{name}:v1"),
             address: Some(address.parse().expect("address")),
             hosts: Vec::new(),
+            tls: None,
             state_dir: dir.join(name),
             variables: Default::default(),
             runtime_config: None,

@@ -8,6 +8,10 @@
 //! The host is the request URI's authority (HTTP/2 `:authority`, absolute-form HTTP/1) or else
 //! its `Host` header, without the port and a trailing dot, lowercased. An exact pattern wins
 //! over a wildcard; no match is a 404 (answered by the listener).
+//!
+//! The table also carries the certificate files an app brings for its hosts (its `tls`), which
+//! the HTTPS ingress looks up by the TLS client's SNI with the same exact-then-wildcard rule
+//! ([`HostTable::tls_route`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use http::header;
 use tokio::sync::watch;
 
 use crate::app::HttpApp;
+use crate::tls::TlsFiles;
 
 /// An app's current version, as its supervisor publishes it.
 pub type AppVersion = watch::Receiver<Arc<HttpApp>>;
@@ -24,7 +29,25 @@ pub type AppVersion = watch::Receiver<Arc<HttpApp>>;
 /// `watch` channel) whenever an app with hosts starts, moves or stops.
 #[derive(Default, Clone)]
 pub struct HostTable {
-    patterns: Patterns<AppVersion>,
+    patterns: Patterns<Route>,
+}
+
+/// What one pattern routes to.
+#[derive(Clone)]
+struct Route {
+    app: AppVersion,
+    /// The pattern itself, for logs.
+    pattern: Arc<str>,
+    tls: Option<Arc<TlsFiles>>,
+}
+
+/// What the HTTPS ingress needs to know about the host a TLS client asks for (its SNI).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsRoute<'a> {
+    /// The pattern routing the host (`shop.example.com` or `*.example.com`).
+    pub pattern: &'a str,
+    /// The certificate the app brings for its hosts, if it does.
+    pub files: Option<&'a TlsFiles>,
 }
 
 impl HostTable {
@@ -33,10 +56,15 @@ impl HostTable {
         Self::default()
     }
 
-    /// Route `pattern` (normalised: `shop.example.com` or `*.example.com`) to `app`, replacing
-    /// what it routed to before.
-    pub fn insert(&mut self, pattern: &str, app: AppVersion) {
-        self.patterns.insert(pattern, app);
+    /// Route `pattern` (normalised: `shop.example.com` or `*.example.com`) to `app`, served over
+    /// HTTPS with `tls` if the app brings a certificate, replacing what it routed to before.
+    pub fn insert(&mut self, pattern: &str, app: AppVersion, tls: Option<TlsFiles>) {
+        let route = Route {
+            app,
+            pattern: pattern.into(),
+            tls: tls.map(Arc::new),
+        };
+        self.patterns.insert(pattern, route);
     }
 
     /// Stop routing `pattern`.
@@ -56,7 +84,18 @@ impl HostTable {
 
     /// The app serving `host` (as sent: any case, maybe with a port or a trailing dot).
     pub fn resolve(&self, host: &str) -> Option<Arc<HttpApp>> {
-        self.patterns.find(host).map(|app| app.borrow().clone())
+        self.patterns
+            .find(host)
+            .map(|route| route.app.borrow().clone())
+    }
+
+    /// The pattern routing `host` (a TLS client's SNI) and the certificate its app brings;
+    /// `None` when no app serves `host`.
+    pub fn tls_route(&self, host: &str) -> Option<TlsRoute<'_>> {
+        self.patterns.find(host).map(|route| TlsRoute {
+            pattern: &route.pattern,
+            files: route.tls.as_deref(),
+        })
     }
 
     /// The app a request is for: by its URI authority, else its `Host` header.

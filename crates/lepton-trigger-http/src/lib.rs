@@ -12,6 +12,7 @@
 //!   request passes before reaching a component.
 //! - [`server`]: the hyper listener ([`HttpListener`]) and its connection limits.
 //! - [`ingress`]: the shared ingress's routing by host ([`HostTable`]).
+//! - [`tls`]: TLS on the shared ingress: certificates by SNI, reloaded when their files change.
 
 pub mod app;
 pub mod chaining;
@@ -23,11 +24,12 @@ pub mod router;
 pub mod server;
 pub mod spin_inbound;
 pub mod stack;
+pub mod tls;
 pub mod wagi;
 
 pub use app::HttpApp;
 pub use gate::{AppFront, AppGate};
-pub use ingress::HostTable;
+pub use ingress::{HostTable, TlsRoute};
 pub use server::{ConnectionLimits, HttpListener, ServeTarget};
 
 /// Errors in an app's HTTP trigger configuration.

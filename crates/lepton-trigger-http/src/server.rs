@@ -7,6 +7,11 @@
 //! `Arc` of the version they started with until they finish. Binding is separate from serving so
 //! a bind error is reported for its app before that app's version is published, and so a new
 //! address can be claimed before an old one is released.
+//!
+//! A listener given a TLS configuration ([`HttpListener::with_tls`], the `--https` ingress)
+//! does each connection's handshake in the connection's own task (a slow one never holds up
+//! accepting), bounded like a request head by the header read timeout, and then serves HTTP/2
+//! or HTTP/1.1 (by ALPN) on the decrypted stream with the request scheme `https`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::app::HttpApp;
 use crate::ingress::HostTable;
@@ -135,6 +142,31 @@ impl http_body::Body for Tracked {
     }
 }
 
+/// Serve HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection's stream.
+async fn serve_io<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    watcher.watch(conn).await
+}
+
 /// Resolves once the connection has been idle (nothing in flight) for `idle`, or has not sent
 /// a first request within `first`.
 async fn idle_expired(activity: Arc<Activity>, first: Duration, idle: Duration) {
@@ -161,6 +193,7 @@ async fn idle_expired(activity: Arc<Activity>, first: Duration, idle: Duration) 
 pub struct HttpListener {
     listener: TcpListener,
     local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
 }
 
 impl HttpListener {
@@ -171,7 +204,14 @@ impl HttpListener {
         Ok(Self {
             listener,
             local_addr,
+            tls: None,
         })
+    }
+
+    /// Speak TLS with `config` (certificates, ALPN) on every connection: HTTPS.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
+        self
     }
 
     /// The bound address.
@@ -200,6 +240,8 @@ impl HttpListener {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let builder = Arc::new(builder);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         // Connection tasks, so any still running after the drain timeout can be aborted.
         let mut connections = tokio::task::JoinSet::new();
@@ -237,7 +279,7 @@ impl HttpListener {
                 let in_flight = InFlight::start(&conn_activity);
                 async move {
                     let res = match current {
-                        Some(app) => crate::stack::serve(app, req, "http", client).await?,
+                        Some(app) => crate::stack::serve(app, req, scheme, client).await?,
                         None => crate::app::empty(http::StatusCode::NOT_FOUND)
                             .map(http_body_util::BodyExt::boxed_unsync),
                     };
@@ -249,15 +291,27 @@ impl HttpListener {
                     }))
                 }
             });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            // Taken before the drain can start, so a handshake finishing during the drain
+            // still sees it and shuts its connection down gracefully at once.
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = self.tls.clone();
+            // From the accept: a TLS handshake and the first request head share the header
+            // read timeout (slowloris over TLS is closed like slowloris in the clear).
             let idle = idle_expired(activity, limits.header_read_timeout, limits.idle_timeout);
             connections.spawn(async move {
                 let _slot = slot;
+                let serve = async move {
+                    let Some(tls) = tls else {
+                        return serve_io(&builder, stream, service, watcher).await;
+                    };
+                    match tls.accept(stream).await {
+                        Ok(stream) => serve_io(&builder, stream, service, watcher).await,
+                        Err(err) => Err(format!("TLS handshake failed: {err}").into()),
+                    }
+                };
                 tokio::select! {
-                    res = conn => if let Err(err) = res {
+                    res = serve => if let Err(err) = res {
                         tracing::debug!(client = %client, error = %err, "connection ended with an error");
                     },
                     () = idle => tracing::debug!(client = %client, "idle connection closed"),

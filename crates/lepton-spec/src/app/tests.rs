@@ -174,3 +174,62 @@ fn files_still_need_an_address_and_a_state_dir() {
     assert!(err.contains("`hosts`: only `lepton serve`"), "{err}");
     assert!(err.contains("`state_dir`: missing"), "{err}");
 }
+
+#[test]
+fn tls_is_an_api_only_pair_of_paths_for_apps_with_hosts() {
+    let root = Path::new("/var/lib/lepton/state");
+    let spec = parse_api_app(
+        "shop",
+        r#"{"reference":"127.0.0.1:5000/shop:v1","hosts":["shop.example.com"],
+            "tls":{"cert":"tls/shop.crt","key":"/etc/tls/./shop.key"}}"#,
+        root,
+    )
+    .expect("valid");
+    assert_eq!(
+        spec.tls,
+        Some(AppTls {
+            cert: root.join("tls/shop.crt"),
+            key: PathBuf::from("/etc/tls/shop.key"),
+        })
+    );
+
+    let err = parse_api_app(
+        "shop",
+        r#"{"reference":"127.0.0.1:5000/shop:v1","address":"127.0.0.1:4001",
+            "tls":{"cert":"a.crt","key":"a.key"}}"#,
+        root,
+    )
+    .expect_err("tls without hosts")
+    .to_string();
+    assert!(err.contains("`tls`: needs `hosts`"), "{err}");
+
+    let err = parse_api_app(
+        "shop",
+        r#"{"reference":"127.0.0.1:5000/shop:v1","hosts":["shop.example.com"],
+            "tls":{"cert":"","key":""}}"#,
+        root,
+    )
+    .expect_err("empty paths")
+    .to_string();
+    assert!(err.contains("`tls.cert`: must not be empty"), "{err}");
+    assert!(err.contains("`tls.key`: must not be empty"), "{err}");
+
+    let err = parse_api_app(
+        "shop",
+        r#"{"reference":"127.0.0.1:5000/shop:v1","hosts":["shop.example.com"],
+            "tls":{"cert":"a.crt","key":"a.key","acme":true}}"#,
+        root,
+    )
+    .expect_err("unknown field")
+    .to_string();
+    assert!(err.contains("`tls`: must be"), "{err}");
+
+    let err = parse_app_file(
+        Path::new("/d/a.json"),
+        r#"{"reference":"127.0.0.1:5000/a:v1","address":"127.0.0.1:4001","state_dir":"a",
+            "tls":{"cert":"a.crt","key":"a.key"}}"#,
+    )
+    .expect_err("no ingress in files")
+    .to_string();
+    assert!(err.contains("`tls`: only `lepton serve`"), "{err}");
+}
