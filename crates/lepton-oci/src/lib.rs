@@ -69,7 +69,10 @@ pub fn parse_reference(s: &str) -> Result<oci_client::Reference, OciError> {
         .parse::<oci_client::Reference>()
         .map_err(|e| invalid(e.to_string()))?;
     // The parser fills in `latest` when no tag is written; keep a tag only if it was.
-    let tagged = name.rsplit('/').next().is_some_and(|last| last.contains(':'));
+    let tagged = name
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
     let (registry, repository) = (base.registry().to_string(), base.repository().to_string());
     Ok(match base.tag().filter(|_| tagged) {
         Some(tag) => oci_client::Reference::with_tag_and_digest(
@@ -136,7 +139,10 @@ mod reference_tests {
             format!("@sha256:{}", "a".repeat(64)),
         ] {
             assert!(parse_reference(&s).is_err(), "{s} accepted");
-            assert!(s.parse::<oci_client::Reference>().is_err(), "{s}: the library accepts it");
+            assert!(
+                s.parse::<oci_client::Reference>().is_err(),
+                "{s}: the library accepts it"
+            );
         }
     }
 }
