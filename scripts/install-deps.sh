@@ -11,6 +11,9 @@ APT_PACKAGES=(curl docker-registry rustc-web cargo-web rust-web-src rust-web-llv
 # Real servers the outbound Redis/PostgreSQL/MySQL/MQTT tests start on free loopback ports
 # (lepton-testkit's services module), plus mosquitto's clients to subscribe in those tests.
 APT_PACKAGES+=(redis-server postgresql mariadb-server mosquitto mosquitto-clients)
+# tests/serve_tls: Let's Encrypt's pebble ACME test server and its mock DNS
+# (pebble-challtestsrv), started on free loopback ports.
+APT_PACKAGES+=(pebble)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

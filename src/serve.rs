@@ -3,7 +3,8 @@
 //! through the authenticated admin API (`--admin`), followed into the one reconciler, and served
 //! on each app's own address and/or by host on the shared ingress (`--http` and `--https`, each
 //! repeatable). HTTPS listeners share one TLS configuration whose certificates are chosen by
-//! SNI: an app's own `tls` files, else `--cert-dir` (see `lepton_trigger_http::tls`).
+//! SNI: an app's own `tls` files, else `--cert-dir`, else what ACME issued (`--acme-directory`;
+//! see `lepton_trigger_http::tls`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ use lepton_admin::{AdminApi, AdminConfig, DbSource, Tokens};
 use lepton_metrics::Metrics;
 use lepton_store::{Store, StoreLocation};
 use lepton_supervisor::Reconciler;
+use lepton_trigger_http::tls::acme::{AcmeConfig, AcmeIssuer};
+use lepton_trigger_http::tls::http01::Http01Tokens;
 use lepton_trigger_http::tls::resolver::SniResolver;
 use lepton_trigger_http::{HttpListener, ServeTarget};
 use tokio::sync::watch;
@@ -41,6 +44,16 @@ pub struct ServeArgs {
     /// `<host>.pem` with both; a wildcard `*.example.com` as `_.example.com.*`.
     #[arg(long)]
     pub cert_dir: Option<PathBuf>,
+    /// An ACME directory URL to obtain and renew certificates from for hosts that have none
+    /// (HTTP-01, answered on the `--http` ingress). Needs `--https`, `--http` and `--acme-email`.
+    #[arg(long, requires = "acme_email")]
+    pub acme_directory: Option<String>,
+    /// The ACME account's contact email.
+    #[arg(long, requires = "acme_directory")]
+    pub acme_email: Option<String>,
+    /// Extra PEM roots trusted for the ACME server (a private or test CA).
+    #[arg(long, requires = "acme_directory")]
+    pub acme_ca_root: Option<PathBuf>,
     /// Where apps without a `state_dir` keep their data (`<state-root>/<name>`).
     #[arg(long, default_value = "state")]
     pub state_root: PathBuf,
@@ -64,13 +77,22 @@ pub async fn run(
     let tokens = Tokens::load(args.admin_token_file.as_deref(), env_token.as_deref())?;
     let state_root = std::path::absolute(&args.state_root)
         .with_context(|| format!("--state-root {}", args.state_root.display()))?;
+    // Options are checked before anything is opened or bound.
+    let cert_dirs = cert_dirs(args.cert_dir.as_deref(), !args.https.is_empty())?;
+    let acme = acme_config(&args, &state_root)?;
     let store = Store::open(&StoreLocation::parse(&args.db)).await?;
     let admin = tokio::net::TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("--admin {}: cannot listen", args.admin))?;
     let metrics = Metrics::new();
-    let cert_dirs = cert_dirs(args.cert_dir.as_deref(), !args.https.is_empty())?;
+    let challenges = Http01Tokens::new();
     let mut listeners = bind_ingress("http", &args.http).await?;
+    if acme.is_some() {
+        listeners = listeners
+            .into_iter()
+            .map(|l| l.with_acme_challenges(challenges.clone()))
+            .collect();
+    }
     let secure = bind_ingress("https", &args.https).await?;
     // Self requests of apps with only hosts go through the first plain ingress.
     let self_ingress = listeners.first().map(HttpListener::local_addr);
@@ -82,14 +104,24 @@ pub async fn run(
         metrics.clone(),
         self_ingress,
     )?;
+    let mut issuer = None;
     if !secure.is_empty() {
         // One configuration (and so one certificate cache) for every HTTPS listener.
-        let resolver = SniResolver::new(supervisor.host_table(), cert_dirs);
-        let tls = Arc::new(lepton_trigger_http::tls::server_config(Arc::new(resolver))?);
+        let mut resolver = SniResolver::new(supervisor.host_table(), cert_dirs);
+        if let Some(config) = &acme {
+            resolver = resolver.with_issued(AcmeIssuer::certs_dir(&config.dir));
+        }
+        let resolver = Arc::new(resolver);
+        let tls = Arc::new(lepton_trigger_http::tls::server_config(resolver.clone())?);
         listeners.extend(secure.into_iter().map(|l| l.with_tls(tls.clone())));
+        issuer = acme
+            .map(|config| AcmeIssuer::new(config, resolver, supervisor.host_table(), challenges));
     }
     let (stop_ingress, stop_rx) = watch::channel(false);
     let mut ingress = Vec::new();
+    if let Some(issuer) = issuer {
+        ingress.push(tokio::spawn(issuer.run(stop_rx.clone())));
+    }
     for listener in listeners {
         ingress.push(tokio::spawn(listener.serve(
             ServeTarget::Hosts(supervisor.host_table()),
@@ -135,6 +167,35 @@ async fn bind_ingress(scheme: &str, addrs: &[SocketAddr]) -> Result<Vec<HttpList
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// ACME's settings, if `--acme-directory` is given (clap makes sure `--acme-email` is too);
+/// its account and certificates live under `<state-root>/acme`.
+fn acme_config(args: &ServeArgs, state_root: &std::path::Path) -> Result<Option<AcmeConfig>> {
+    let (Some(directory), Some(email)) = (&args.acme_directory, &args.acme_email) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !args.https.is_empty() && !args.http.is_empty(),
+        "--acme-directory needs --https (where the certificates are served) and --http (where the CA's HTTP-01 challenges are answered)"
+    );
+    anyhow::ensure!(
+        directory.starts_with("https://"),
+        "--acme-directory {directory}: must be an https:// URL"
+    );
+    if let Some(root) = &args.acme_ca_root {
+        anyhow::ensure!(
+            root.is_file(),
+            "--acme-ca-root {}: not a file",
+            root.display()
+        );
+    }
+    Ok(Some(AcmeConfig {
+        directory: directory.clone(),
+        email: email.clone(),
+        dir: state_root.join("acme"),
+        ca_root: args.acme_ca_root.clone(),
+    }))
 }
 
 /// The directories certificates are looked up in by host: `--cert-dir` (absolute), checked

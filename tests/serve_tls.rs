@@ -9,17 +9,24 @@
 //! before keeps working; a silent or half-sent handshake is closed at the header read
 //! timeout; the admin API refuses `tls` files that are missing, mismatched or do not cover
 //! the app's hosts, naming `tls.cert` / `tls.key`.
+//!
+//! With `--acme-directory` pointing at Debian's pebble ([`pebble`]), a host without a
+//! certificate gets one over HTTP-01, kept across restarts, and renewed when it is due.
 
+#[path = "serve_tls/pebble.rs"]
+mod pebble;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lepton_testkit::http_request_to_host;
+use pebble::Pebble;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -200,13 +207,45 @@ fn curl(ca: &Path, https: &str, host: &str, path: &str, http: &str) -> (bool, St
     )
 }
 
-#[test]
-fn https_ingress_serves_apps_by_sni_over_h2_and_reloads_certificates() {
-    let (_registry, p2, p3) = hello_registry();
+/// What both tests start from: the hello app's builds in a registry, a temporary directory,
+/// and a test CA whose root is in `ca.pem` there.
+struct Setup {
+    _registry: TestRegistry,
+    p2: String,
+    p3: String,
+    tmp: tempfile::TempDir,
+    ca: TestCa,
+    ca_file: PathBuf,
+}
+
+fn setup() -> Setup {
+    let (registry, p2, p3) = hello_registry();
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new();
     let ca_file = tmp.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.root_pem).expect("ca");
+    Setup {
+        _registry: registry,
+        p2,
+        p3,
+        tmp,
+        ca,
+        ca_file,
+    }
+}
+
+#[test]
+fn https_ingress_serves_apps_by_sni_over_h2_and_reloads_certificates() {
+    // `_registry` is bound, not left to `..`: the registry must outlive the test.
+    let Setup {
+        _registry,
+        p2,
+        p3,
+        tmp,
+        ca,
+        ca_file,
+        ..
+    } = setup();
     let (certs, own) = (tmp.path().join("certs"), tmp.path().join("own"));
     std::fs::create_dir_all(&certs).expect("certs");
     std::fs::create_dir_all(&own).expect("own");
@@ -473,4 +512,121 @@ fn check_tls_validation(serve: &Serve, ca: &TestCa, dir: &Path, reference: &str)
     assert_eq!(json["problems"][0]["field"], "tls", "{json}");
     let (status, json) = serve.api("GET", "/v1/apps/other", "");
     assert_eq!(status, 404, "nothing was stored: {json}");
+}
+
+#[test]
+fn acme_issues_certificates_from_pebble_over_http01_and_renews_due_ones() {
+    let Setup {
+        _registry,
+        p2,
+        tmp,
+        ca,
+        ca_file,
+        ..
+    } = setup();
+    let (admin, http, https) = (free_addr(), free_addr(), free_addr());
+    let port = |addr: &str| -> u16 {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    };
+    let (chain, key) = ca.leaf(&["127.0.0.1", "localhost"], "pebble");
+    let pebble = Pebble::start(
+        tmp.path(),
+        (&chain, &key),
+        &ca_file,
+        port(&http),
+        port(&https),
+    );
+    let ca_arg = ca_file.display().to_string();
+    let args = [
+        "--https",
+        &https,
+        "--acme-directory",
+        &pebble.directory,
+        "--acme-email",
+        "ops@example.com",
+        "--acme-ca-root",
+        &ca_arg,
+    ];
+    let start = || Serve::start_with_args(tmp.path(), "lepton.db", "node-a", &admin, &http, &args);
+    let mut serve = start();
+    let put = Instant::now();
+    for (name, host) in [("shop", "shop.example.com"), ("wild", "*.wild.example.com")] {
+        let body = format!(r#"{{"reference":"{p2}","hosts":["{host}"]}}"#);
+        let (status, json) = serve.api("PUT", &format!("/v1/apps/{name}"), &body);
+        assert_eq!(status, 200, "PUT {name}: {json}\n{}", serve.log());
+    }
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, pebble.root()).expect("root");
+    // The certificate is issued in the background: wait (bounded) for a verified handshake.
+    let verified = |serve: &Serve| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let (ok, out, err) = curl(&root, &https, "shop.example.com", "/", "--http2");
+            if ok {
+                assert_eq!(out, "Hello from hello (p2)\n\n2");
+                return;
+            }
+            last = err;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "no verified handshake: {last}\n{}\npebble:\n{}",
+            serve.log(),
+            pebble.log()
+        );
+    };
+    verified(&serve);
+    eprintln!(
+        "ACME (pebble, HTTP-01): PUT answered to the first verified HTTPS response in {:?}",
+        put.elapsed()
+    );
+    let log = serve.log();
+    let issued: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("certificate issued"))
+        .collect();
+    eprintln!("{}", issued.join("\n"));
+    assert_eq!(issued.len(), 1, "{log}");
+    assert!(log.contains("ACME account created"), "{log}");
+    assert!(log.contains("ACME HTTP-01 cannot issue wildcards"), "{log}");
+    let acme = tmp.path().join("state/acme");
+    let stored = acme.join("certs/shop.example.com.pem");
+    for file in [acme.join("account.json"), stored.clone()] {
+        let mode = std::fs::metadata(&file)
+            .expect("stored")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+
+    // A restart serves what is stored: the same account, nothing issued again.
+    serve.terminate();
+    drop(serve);
+    let mut serve = start();
+    verified(&serve);
+    let log = serve.log();
+    assert!(!log.contains("certificate issued"), "{log}");
+    assert!(!log.contains("ACME account created"), "{log}");
+
+    // A stored certificate past its renewal time (here: long expired, from another CA) is
+    // replaced at once by a new one from pebble.
+    serve.terminate();
+    drop(serve);
+    let mut params = CertificateParams::new(vec!["shop.example.com".to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 4, 1);
+    let old_key = KeyPair::generate().expect("key");
+    let old = params.signed_by(&old_key, &ca.intermediate).expect("old");
+    std::fs::write(&stored, format!("{}{}", old.pem(), old_key.serialize_pem())).expect("old");
+    let serve = start();
+    verified(&serve);
+    assert!(
+        serve.log().contains("certificate issued"),
+        "{}",
+        serve.log()
+    );
 }

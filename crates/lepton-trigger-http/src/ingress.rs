@@ -89,6 +89,18 @@ impl HostTable {
             .map(|route| route.app.borrow().clone())
     }
 
+    /// Every routed pattern with the certificate its app brings, if any.
+    pub fn tls_routes(&self) -> impl Iterator<Item = TlsRoute<'_>> {
+        self.patterns
+            .exact
+            .values()
+            .chain(self.patterns.wildcard.values())
+            .map(|route| TlsRoute {
+                pattern: &route.pattern,
+                files: route.tls.as_deref(),
+            })
+    }
+
     /// The pattern routing `host` (a TLS client's SNI) and the certificate its app brings;
     /// `None` when no app serves `host`.
     pub fn tls_route(&self, host: &str) -> Option<TlsRoute<'_>> {

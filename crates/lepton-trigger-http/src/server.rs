@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::HttpApp;
 use crate::ingress::HostTable;
+use crate::tls::http01::Http01Tokens;
 
 /// What a listener serves.
 #[derive(Clone)]
@@ -194,6 +195,7 @@ pub struct HttpListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<TlsAcceptor>,
+    challenges: Option<Http01Tokens>,
 }
 
 impl HttpListener {
@@ -205,7 +207,14 @@ impl HttpListener {
             listener,
             local_addr,
             tls: None,
+            challenges: None,
         })
+    }
+
+    /// Answer the ACME HTTP-01 challenges pending in `tokens`, for any host, before routing.
+    pub fn with_acme_challenges(mut self, tokens: Http01Tokens) -> Self {
+        self.challenges = Some(tokens);
+        self
     }
 
     /// Speak TLS with `config` (certificates, ALPN) on every connection: HTTPS.
@@ -274,13 +283,16 @@ impl HttpListener {
                 last: std::sync::Mutex::new(Instant::now()),
             });
             let conn_activity = activity.clone();
+            let challenges = self.challenges.clone();
             let service = service_fn(move |req: hyper::Request<Incoming>| {
+                let answer = challenges.as_ref().and_then(|c| c.answer(req.uri().path()));
                 let current = target.resolve(&req);
                 let in_flight = InFlight::start(&conn_activity);
                 async move {
-                    let res = match current {
-                        Some(app) => crate::stack::serve(app, req, scheme, client).await?,
-                        None => crate::app::empty(http::StatusCode::NOT_FOUND)
+                    let res = match (answer, current) {
+                        (Some(answer), _) => answer,
+                        (None, Some(app)) => crate::stack::serve(app, req, scheme, client).await?,
+                        (None, None) => crate::app::empty(http::StatusCode::NOT_FOUND)
                             .map(http_body_util::BodyExt::boxed_unsync),
                     };
                     Ok::<_, crate::stack::Abandoned>(res.map(|body| {

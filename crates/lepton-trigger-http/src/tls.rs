@@ -3,8 +3,8 @@
 //! handshake by the client's SNI ([`resolver::SniResolver`]).
 //!
 //! - Where a host's certificate comes from, in order: the `tls` files of the app the host routes
-//!   to, then the `--cert-dir` ([`resolver`] documents the file names), then certificates
-//!   another part of lepton issued for it (ACME), through [`resolver::ExtraCerts`]. A host no
+//!   to, then the `--cert-dir` ([`resolver`] documents the file names), then what lepton issued
+//!   itself through ACME ([`acme`], answering HTTP-01 challenges through [`http01`]). A host no
 //!   app routes to, or one with no certificate, fails the handshake (logged once per host).
 //! - Certificates are files read through [`cache::CertCache`], which notices a replaced file at
 //!   the next handshake (an `mtime` check) and swaps the certificate in without touching open
@@ -13,7 +13,9 @@
 //!   [`check_certificate`] is what the admin API runs before it accepts an app's `tls`: the pair
 //!   loads and the leaf covers each of the app's hosts.
 
+pub mod acme;
 pub mod cache;
+pub mod http01;
 pub mod resolver;
 
 use std::path::{Path, PathBuf};
