@@ -230,6 +230,28 @@ impl AppMetrics {
     pub fn set_instances(&self, n: i64) {
         self.series.instances.store(n, Ordering::Relaxed);
     }
+
+    /// An instance (a store) of the app starts: `lepton_app_instances{app}` is one higher until
+    /// the returned guard is dropped with the store.
+    pub fn instance(&self) -> InstanceGuard {
+        self.series.instances.fetch_add(1, Ordering::Relaxed);
+        InstanceGuard {
+            series: Arc::clone(&self.series),
+        }
+    }
+}
+
+/// Counts one live instance in `lepton_app_instances{app}`; from [`AppMetrics::instance`].
+#[derive(Debug)]
+#[must_use = "the instance counts only while the guard lives"]
+pub struct InstanceGuard {
+    series: Arc<AppSeries>,
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        self.series.instances.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Counts one request in `lepton_http_requests_in_flight{app}` while it lives; from

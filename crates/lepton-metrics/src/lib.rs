@@ -39,7 +39,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 
-pub use app::{AppMetrics, AppState, InFlightGuard, LimitKind};
+pub use app::{AppMetrics, AppState, InFlightGuard, InstanceGuard, LimitKind};
 
 use app_collector::AppCollector;
 use process::ProcessCollector;
@@ -168,6 +168,24 @@ mod tests {
                 .contains("lepton_app_instances{app=\"shop\"} 2\n")
         );
         assert_eq!(format!("{metrics:?}"), "Metrics { apps: 1, .. }");
+    }
+
+    #[test]
+    fn instance_guards_count_live_instances() {
+        let metrics = Metrics::new();
+        let app = metrics.app("shop");
+        let (a, b) = (app.instance(), app.instance());
+        assert!(
+            metrics
+                .render()
+                .contains("lepton_app_instances{app=\"shop\"} 2\n")
+        );
+        drop((a, b));
+        assert!(
+            metrics
+                .render()
+                .contains("lepton_app_instances{app=\"shop\"} 0\n")
+        );
     }
 
     #[test]

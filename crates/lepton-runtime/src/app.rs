@@ -91,6 +91,8 @@ struct VersionGuard {
     cut_off: CutOff,
     scheduler: Arc<CpuScheduler>,
     cpu: Arc<AppCpu>,
+    /// Where live instances are counted, once the trigger attaches the app's metrics.
+    instances: Arc<std::sync::OnceLock<lepton_metrics::AppMetrics>>,
 }
 
 impl PreparedComponent {
@@ -181,6 +183,11 @@ impl PreparedComponent {
                     .map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
             ),
             deadline,
+            _instance: self
+                .guard
+                .instances
+                .get()
+                .map(lepton_metrics::AppMetrics::instance),
         };
         let mut store = Store::new(&self.engine, state);
         if !crate::limits::enforced() {
@@ -246,6 +253,7 @@ pub struct RuntimeApp {
     chaining: Arc<lepton_outbound::LocalDispatchSlot>,
     limits: AppLimits,
     cut_off: CutOff,
+    instances: Arc<std::sync::OnceLock<lepton_metrics::AppMetrics>>,
 }
 
 impl RuntimeApp {
@@ -277,6 +285,7 @@ impl RuntimeApp {
             cut_off: CutOff::default(),
             scheduler: engine.cpu_scheduler().clone(),
             cpu: Arc::default(),
+            instances: Arc::default(),
         };
         for component in &locked.components {
             let outbound = outbound_http(config, component, &data, &blocked, &chaining)?;
@@ -291,7 +300,15 @@ impl RuntimeApp {
             chaining,
             limits: config.limits,
             cut_off: guard.cut_off,
+            instances: guard.instances,
         })
+    }
+
+    /// Count this version's live instances (stores) in `metrics` from now on (the first call
+    /// wins; instances made before it, such as the load-time instantiation check, are not
+    /// counted).
+    pub fn count_instances_in(&self, metrics: lepton_metrics::AppMetrics) {
+        let _ = self.instances.set(metrics);
     }
 
     /// The app's limits.

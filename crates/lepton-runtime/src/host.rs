@@ -29,6 +29,8 @@ pub struct HostState {
     /// When the request this store serves must end: the epoch callback stops the guest past it,
     /// and outbound requests carry it (chained requests never outlive their caller).
     pub(crate) deadline: std::time::Instant,
+    /// Counts this store in its app's `lepton_app_instances` while it lives.
+    pub(crate) _instance: Option<lepton_metrics::InstanceGuard>,
 }
 
 impl HostState {

@@ -696,6 +696,7 @@ async fn prepare(
         front.gate.configure(&config.limits);
         front
     };
+    runtime.count_instances_in(front.metrics.clone());
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
     Ok(ReadyApp {
         digest: loaded.manifest_digest,
