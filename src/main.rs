@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use lepton_oci::RegistryOptions;
-use lepton_supervisor::Manifest;
+use lepton_supervisor::{Desired, Manifest, Reconciler};
 
 /// A production host for Spin applications published to OCI registries.
 #[derive(Debug, Parser)]
@@ -132,14 +132,21 @@ async fn serve(
         .map(|(i, spec)| (format!("{}: apps[{i}]", file.display()), spec))
         .collect();
     let order: Vec<String> = specs.iter().map(|(key, _)| key.clone()).collect();
-    let failures = supervisor.start_all(specs).await;
-    for f in &failures {
-        eprintln!(
-            "error: app `{}` ({}) failed to start: {}",
-            f.app,
-            f.reference,
-            f.describe()
-        );
+    // The manifest is one more source for the reconciler tauon and `lepton serve` use: every
+    // app is handed over at once (claims are taken in manifest order) and each outcome awaited;
+    // an app whose pull failed is retried in the background with a backoff.
+    let reconciler = Reconciler::spawn(supervisor.clone());
+    let outcomes: Vec<_> = specs
+        .into_iter()
+        .map(|(key, spec)| reconciler.set(key, Desired::App(spec)))
+        .collect();
+    for outcome in outcomes {
+        if let Err(refused) = outcome.await {
+            eprintln!(
+                "error: app `{}` ({}) failed to start: {}",
+                refused.app, refused.reference, refused.cause
+            );
+        }
     }
     let mut running = supervisor.status();
     // In manifest order.

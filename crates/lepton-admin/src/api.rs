@@ -224,9 +224,9 @@ impl AdminApi {
         match outcome {
             Ok(Transition::Superseded) => json_reply(StatusCode::ACCEPTED, &doc),
             Ok(_) => json_reply(StatusCode::OK, &doc),
-            Err(message) => json_reply(
+            Err(refusal) => json_reply(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &json!({ "error": message, "app": doc }),
+                &json!({ "error": refusal.to_string(), "app": doc }),
             ),
         }
     }
@@ -237,9 +237,9 @@ impl AdminApi {
                 let outcome = self.source.remove(name).await;
                 match outcome {
                     Ok(_) => json_reply(StatusCode::OK, &json!({ "deleted": name })),
-                    Err(message) => json_reply(
+                    Err(refusal) => json_reply(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        &json!({ "error": message }),
+                        &json!({ "error": refusal.to_string() }),
                     ),
                 }
             }

@@ -40,9 +40,47 @@ pub enum Desired {
     Absent,
 }
 
-/// What became of one [`Reconciler::set`]: the supervisor's transition, or the error (already
-/// naming key, app, reference and cause).
-pub type Outcome = Result<Transition, String>;
+/// What became of one [`Reconciler::set`]: the supervisor's transition, or why it was refused.
+pub type Outcome = Result<Transition, Refusal>;
+
+/// Why a desire was not applied. Displays as `<key>: app `<app>` (<reference>) refused:
+/// <cause>`, or just the cause for an entry that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The key.
+    pub key: String,
+    /// The app's name (empty when the entry did not parse).
+    pub app: String,
+    /// Its reference (empty when the entry did not parse).
+    pub reference: String,
+    /// What went wrong, with its whole cause chain.
+    pub cause: String,
+}
+
+impl Refusal {
+    fn message(key: &str, message: String) -> Self {
+        Self {
+            key: key.to_string(),
+            app: String::new(),
+            reference: String::new(),
+            cause: message,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.app.is_empty() && self.reference.is_empty() {
+            f.write_str(&self.cause)
+        } else {
+            write!(
+                f,
+                "{}: app `{}` ({}) refused: {}",
+                self.key, self.app, self.reference, self.cause
+            )
+        }
+    }
+}
 
 /// Where one key stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,17 +183,18 @@ impl Reconciler {
         desired: Desired,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         let (reply, rx) = oneshot::channel();
+        let key = key.into();
+        let stopped = Refusal::message(&key, "the reconciler has stopped".to_string());
         let sent = self.commands.send(Command::Set {
-            key: key.into(),
+            key,
             desired,
             reply,
         });
         async move {
             if sent.is_err() {
-                return Err("the reconciler has stopped".to_string());
+                return Err(stopped);
             }
-            rx.await
-                .unwrap_or_else(|_| Err("the reconciler has stopped".to_string()))
+            rx.await.unwrap_or(Err(stopped))
         }
     }
 
@@ -280,7 +319,8 @@ impl Task {
                 entry.error = Some(message.clone());
                 entry.state = KeyState::Invalid;
                 entry.tried = true;
-                self.replies.push((reply, Err(message)));
+                self.replies
+                    .push((reply, Err(Refusal::message(&key, message))));
             }
             Desired::Absent => {
                 self.entries.remove(&key);
@@ -330,13 +370,12 @@ impl Task {
         );
         let outcome: Outcome = match &done.result {
             Ok(t) => Ok(t.clone()),
-            Err(failure) => Err(format!(
-                "{}: app `{}` ({}) refused: {}",
-                done.key,
-                failure.app,
-                failure.reference,
-                failure.describe()
-            )),
+            Err(failure) => Err(Refusal {
+                key: done.key.clone(),
+                app: failure.app.clone(),
+                reference: failure.reference.clone(),
+                cause: failure.describe(),
+            }),
         };
         if let Some(entry) = self.entries.get_mut(&done.key)
             && entry.submitted == done.submission
@@ -351,7 +390,11 @@ impl Task {
                     entry.backoff = Duration::ZERO;
                 }
                 Err(failure) => {
-                    let message = outcome.as_ref().err().cloned().unwrap_or_default();
+                    let message = outcome
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     tracing::error!(key = %done.key, error = %message, "desired state not applied");
                     entry.error = Some(message);
                     entry.state = if conflict {
@@ -486,6 +529,7 @@ mod tests {
             .set("shop", Desired::App(spec(dir.path(), "shop")))
             .await
             .expect_err("no registry on port 1");
+        let err = err.to_string();
         assert!(
             err.starts_with("shop: app `shop` (127.0.0.1:1/shop:v1) refused: "),
             "{err}"
@@ -507,7 +551,7 @@ mod tests {
             .set("a.json", Desired::Invalid("a.json: line 1: oops".into()))
             .await
             .expect_err("invalid");
-        assert_eq!(err, "a.json: line 1: oops");
+        assert_eq!(err.to_string(), "a.json: line 1: oops");
         status
             .wait_for(|s| {
                 s.keys
@@ -539,7 +583,7 @@ mod tests {
             "{first:?}"
         );
         let err = second.expect_err("no registry");
-        assert!(err.contains("shop:v2"), "{err}");
+        assert_eq!(err.reference, "127.0.0.1:1/shop:v2");
         let status = r.status().borrow().clone();
         assert_eq!(
             status.keys["shop"]

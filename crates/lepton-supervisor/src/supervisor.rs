@@ -1,6 +1,7 @@
 //! [`AppSupervisor`]: turns a desired set of [`AppSpec`]s into running apps — start, stop and
-//! zero-downtime replace — for both `lepton` (fed once from a manifest) and `tauon` (fed
-//! continuously from a directory).
+//! zero-downtime replace — for the [`crate::Reconciler`], which every source of desired state
+//! feeds (`lepton`'s manifest once, `tauon`'s directory and `lepton serve`'s database
+//! continuously).
 //!
 //! Every app has a key (its identity: an entry of a manifest, or a tauon file). Each operation on
 //! one key is serialized behind that key's lock, and a newer desired state for a key supersedes
@@ -183,30 +184,6 @@ impl AppSupervisor {
     /// Hosts → apps, for shared ingress listeners ([`ServeTarget::Hosts`]).
     pub fn host_table(&self) -> watch::Receiver<Arc<HostTable>> {
         self.inner.hosts.subscribe()
-    }
-
-    /// Start every `(key, spec)` concurrently. Apps that fail are returned; the rest serve.
-    /// This is `lepton`: the supervisor fed once.
-    pub async fn start_all(&self, specs: Vec<(String, AppSpec)>) -> Vec<LoadFailure> {
-        // Claims are taken in order, synchronously, so the first app holding an address wins.
-        let ops: Vec<_> = specs
-            .into_iter()
-            .map(|(key, spec)| tokio::spawn(self.apply(key, Some(spec))))
-            .collect();
-        let mut failures = Vec::new();
-        for op in ops {
-            match op.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(failure)) => failures.push(failure),
-                Err(join) => failures.push(LoadFailure {
-                    key: String::new(),
-                    app: String::new(),
-                    reference: String::new(),
-                    error: StartError::Internal(join.to_string()),
-                }),
-            }
-        }
-        failures
     }
 
     /// Make app `key` match `desired`: `None` stops it; `Some(spec)` starts it, replaces the
