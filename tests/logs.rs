@@ -14,14 +14,7 @@ fn json_logs_carry_a_line_per_request_with_its_app() {
     push("hello-p2", &reference);
     let tmp = tempfile::tempdir().expect("tempdir");
     let addr = free_addr();
-    let manifest = tmp.path().join("lepton.json");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"{{ "apps": [ {{ "name": "shop", "reference": "{reference}", "address": "{addr}", "state_dir": "state" }} ] }}"#
-        ),
-    )
-    .expect("manifest");
+    let manifest = one_app_manifest(tmp.path(), "shop", &reference, &addr);
     let mut lepton = Lepton::start_with_args(
         &manifest,
         &tmp.path().join("cache"),

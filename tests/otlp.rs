@@ -80,14 +80,7 @@ fn request_spans_are_exported_over_otlp_http() {
     push("hello-p2", &reference);
     let tmp = tempfile::tempdir().expect("tempdir");
     let addr = free_addr();
-    let manifest = tmp.path().join("lepton.json");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"{{ "apps": [ {{ "name": "traced-shop", "reference": "{reference}", "address": "{addr}", "state_dir": "state" }} ] }}"#
-        ),
-    )
-    .expect("manifest");
+    let manifest = one_app_manifest(tmp.path(), "traced-shop", &reference, &addr);
     let endpoint_env = std::ffi::OsString::from(&endpoint);
     let delay = std::ffi::OsString::from("100");
     let mut lepton = Lepton::start_with_env(

@@ -7,10 +7,10 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lepton_testkit::{TestPostgres, http_request_to_host};
-use support::serve::Serve;
+use support::serve::{Serve, converge};
 use support::*;
 
 /// Keeps requesting `shop.example.com` on one ingress; counts successes and failures.
@@ -95,17 +95,9 @@ fn three_nodes_serve_every_app_and_survive_one_killed() {
         http_request_to_host(&node.ingress, "shop.example.com", "GET", "/", &[], b"")
             .is_ok_and(|r| r.text() == format!("Hello from hello ({generation})\n"))
     };
-    let wait = |what: &str, check: &dyn Fn() -> bool| {
-        let start = Instant::now();
-        while !check() {
-            assert!(start.elapsed() < Duration::from_secs(60), "{what}: never");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!("{what}: after {:?}", start.elapsed());
-        start.elapsed()
-    };
+    let all: Vec<&Serve> = nodes.iter().collect();
     for node in &nodes {
-        wait("every node serves the app", &|| serves(node, "p2"));
+        converge("every node serves the app", &all, || serves(node, "p2"));
     }
 
     // Load on every node, then kill -9 the last one.
@@ -125,7 +117,7 @@ fn three_nodes_serve_every_app_and_survive_one_killed() {
     // A change through a surviving node reaches the other survivor.
     let (status, json) = nodes[1].api("PUT", "/v1/apps/shop", &body(&p3));
     assert_eq!(status, 200, "{json}");
-    wait("replace through node 1 reaches node 0", &|| {
+    converge("replace through node 1 reaches node 0", &all, || {
         serves(&nodes[0], "p3")
     });
     std::thread::sleep(Duration::from_millis(300));

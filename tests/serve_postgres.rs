@@ -4,28 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use lepton_testkit::TestPostgres;
-use support::serve::Serve;
+use support::serve::{Serve, converge};
 use support::*;
-
-/// Poll `check` every 20 ms until it holds (bounded); how long it took.
-fn converge(what: &str, a: &Serve, b: &Serve, check: impl Fn() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{what}: never converged\nnode a:\n{}\nnode b:\n{}",
-            a.log(),
-            b.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = start.elapsed();
-    eprintln!("{what}: converged after {took:?}");
-    took
-}
 
 #[test]
 fn two_nodes_on_one_postgres_database_converge() {
@@ -54,17 +35,19 @@ fn two_nodes_on_one_postgres_database_converge() {
     let (status, json) = a.api("PUT", "/v1/apps/shop", &body(&p2));
     assert_eq!(status, 200, "{json}");
     a.says("shop.example.com", "p2");
-    converge("put through a, served by b", &a, &b, || answers(&b, "p2"));
+    converge("put through a, served by b", &[&a, &b], || {
+        answers(&b, "p2")
+    });
 
     // Replace through b: a follows.
     let (status, json) = b.api("PUT", "/v1/apps/shop", &body(&p3));
     assert_eq!(status, 200, "{json}");
-    converge("replaced through b, served by a", &a, &b, || {
+    converge("replaced through b, served by a", &[&a, &b], || {
         answers(&a, "p3")
     });
 
     // Both nodes' observations are recorded in the shared database.
-    converge("both nodes recorded serving", &a, &b, || {
+    converge("both nodes recorded serving", &[&a, &b], || {
         let (_, json) = a.api("GET", "/v1/apps/shop", "");
         let nodes = json["nodes"].as_array().cloned().unwrap_or_default();
         nodes.len() == 2
@@ -89,7 +72,7 @@ fn two_nodes_on_one_postgres_database_converge() {
     // Delete through a: b stops serving it.
     let (status, json) = a.api("DELETE", "/v1/apps/shop", "");
     assert_eq!(status, 200, "{json}");
-    converge("deleted through a, gone from b", &a, &b, || {
+    converge("deleted through a, gone from b", &[&a, &b], || {
         b.via("shop.example.com", "/").status == 404
     });
 }

@@ -479,3 +479,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     };
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Write `<dir>/lepton.json` listing one app `name` from `reference` on `addr` (state in
+/// `<dir>/state`); its path.
+pub fn one_app_manifest(dir: &Path, name: &str, reference: &str, addr: &str) -> PathBuf {
+    let manifest = dir.join("lepton.json");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{ "apps": [ {{ "name": "{name}", "reference": "{reference}", "address": "{addr}", "state_dir": "state" }} ] }}"#
+        ),
+    )
+    .expect("manifest");
+    manifest
+}

@@ -155,3 +155,23 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// Poll `check` every 10 ms until it holds (60 s at most, then fail with every node's log);
+/// prints and returns how long it took.
+pub fn converge(what: &str, nodes: &[&Serve], check: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what}: never converged\n{}",
+            {
+                let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+                logs.join("\n---\n")
+            }
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = start.elapsed();
+    eprintln!("{what}: converged after {took:?}");
+    took
+}

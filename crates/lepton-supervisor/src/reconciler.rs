@@ -487,38 +487,14 @@ async fn sleep_until(when: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SupervisorConfig;
-    use lepton_oci::{AppLoader, OciCache, RegistryOptions};
-    use lepton_runtime::{CompileCache, RuntimeEngine, RuntimeEngineConfig};
+    use crate::supervisor::tests::supervisor;
 
     fn reconciler(dir: &std::path::Path) -> Reconciler {
-        let engine = Arc::new(RuntimeEngine::new(&RuntimeEngineConfig::default()).expect("engine"));
-        let compile_cache = CompileCache::new(dir, engine.engine());
-        let loader = Arc::new(AppLoader::new(
-            OciCache::new(dir.join("cache")),
-            RegistryOptions::default(),
-        ));
-        Reconciler::spawn(AppSupervisor::new(
-            engine,
-            loader,
-            compile_cache,
-            SupervisorConfig::default(),
-        ))
+        Reconciler::spawn(supervisor(dir))
     }
 
     fn spec(dir: &std::path::Path, name: &str) -> AppSpec {
-        AppSpec {
-            name: name.into(),
-            // Nothing listens on port 1: loads fail fast, without a registry.
-            reference: format!("127.0.0.1:1/{name}:v1"),
-            address: Some("127.0.0.1:0".parse().expect("address")),
-            hosts: Vec::new(),
-            tls: None,
-            state_dir: dir.join(name),
-            variables: Default::default(),
-            runtime_config: None,
-            limits: Default::default(),
-        }
+        crate::supervisor::tests::spec(dir, name, "127.0.0.1:0")
     }
 
     #[tokio::test]

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lepton_oci::{AppLoader, LoadSource, LoadedApp};
-use lepton_runtime::{AppConfig, AppLimits, CompileCache, RuntimeApp, RuntimeEngine};
+use lepton_oci::AppLoader;
+use lepton_runtime::{AppLimits, CompileCache, RuntimeEngine};
 use lepton_trigger_http::tls::TlsFiles;
 use lepton_trigger_http::{
     AppFront, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
@@ -39,9 +39,12 @@ use lepton_trigger_http::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod prepare;
+
 use crate::outcome::log_transition;
 pub use crate::outcome::{LoadFailure, RunningAppStatus, StartError, Transition};
 use lepton_spec::{AppSpec, addresses_conflict};
+use prepare::prepare;
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]
@@ -537,21 +540,6 @@ async fn stop_app(app: RunningApp, drain: Duration) {
     release_when_drained(app.status.key, app.status.digest, version, drain);
 }
 
-/// A host that routes to an app with `hosts`: its first exact host, else a name under its first
-/// wildcard (`*.example.com` → `self.example.com`).
-fn self_host(hosts: &[String]) -> Option<String> {
-    hosts
-        .iter()
-        .find(|h| !h.starts_with("*."))
-        .cloned()
-        .or_else(|| {
-            hosts
-                .first()
-                .and_then(|h| h.strip_prefix("*."))
-                .map(|suffix| format!("self.{suffix}"))
-        })
-}
-
 /// Republish the shared ingress's host table from what runs now.
 fn publish_hosts(inner: &Inner, state: &State) {
     let mut table = HostTable::new();
@@ -597,180 +585,5 @@ fn release_when_drained(key: String, digest: String, old: Arc<HttpApp>, drain: D
     });
 }
 
-async fn prepare(
-    inner: &Inner,
-    key: &str,
-    spec: &AppSpec,
-    loaded: LoadedApp,
-) -> Result<ReadyApp, StartError> {
-    loaded.locked.ensure_runnable()?;
-    std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
-        path: spec.state_dir.clone(),
-        source,
-    })?;
-    // Self requests go to the app's own address, or through the shared ingress by one of its
-    // hosts when it has only hosts.
-    let (listen_address, self_host) = match (spec.address, inner.config.self_ingress) {
-        (Some(address), _) => (Some(address), None),
-        (None, Some(ingress)) => (Some(ingress), self_host(&spec.hosts)),
-        (None, None) => (None, None),
-    };
-    let config = AppConfig {
-        name: spec.name.clone(),
-        state_dir: spec.state_dir.clone(),
-        variables: spec.variables.clone(),
-        runtime_config: spec.runtime_config.clone(),
-        listen_address,
-        self_host,
-        limits: spec.limits.over(&inner.config.default_limits),
-    };
-    // One app at its concurrency limit holds at most that many instances (chained requests take
-    // slots from the same gate), so capping it at half the engine's instance pool keeps every
-    // app from draining the pool its neighbours need.
-    if let Some(pool) = inner.engine.instance_capacity()
-        && config.limits.max_concurrent_requests > pool / 2
-    {
-        return Err(StartError::Limits {
-            field: "max_concurrent_requests",
-            message: format!(
-                "{} is more than half of the engine's {pool}-instance pool (LEPTON_MAX_INSTANCES); \
-                 one app could take every instance from its neighbours",
-                config.limits.max_concurrent_requests
-            ),
-        });
-    }
-    let compile = Instant::now();
-    let runtime =
-        RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
-    // Compiling, or loading from the compile cache: what a start costs after the pull.
-    inner
-        .config
-        .metrics
-        .compile_finished(&spec.name, compile.elapsed().as_secs_f64());
-    // Instantiate every component once, so a version that cannot start is refused before it
-    // replaces one that can.
-    for component in runtime.components() {
-        let mut store = component.new_store().map_err(|e| StartError::Instantiate {
-            component: component.id().to_string(),
-            message: format!("{e:#}"),
-        })?;
-        component
-            .proxy_pre()
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| StartError::Instantiate {
-                component: component.id().to_string(),
-                message: format!("{e:#}"),
-            })?;
-    }
-    let front = {
-        let mut state = inner.state();
-        let front = state
-            .fronts
-            .entry(key.to_string())
-            .or_insert_with(|| AppFront::new(&config.limits, inner.config.metrics.app(&spec.name)))
-            .clone();
-        front.gate.configure(&config.limits);
-        front
-    };
-    runtime.count_instances_in(front.metrics.clone());
-    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
-    Ok(ReadyApp {
-        digest: loaded.manifest_digest,
-        from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
-        http,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use lepton_oci::{OciCache, RegistryOptions};
-    use lepton_runtime::RuntimeEngineConfig;
-
-    fn supervisor(dir: &std::path::Path) -> AppSupervisor {
-        let engine = Arc::new(RuntimeEngine::new(&RuntimeEngineConfig::default()).expect("engine"));
-        let compile_cache = CompileCache::new(dir, engine.engine());
-        let loader = Arc::new(AppLoader::new(
-            OciCache::new(dir.join("cache")),
-            RegistryOptions::default(),
-        ));
-        AppSupervisor::new(engine, loader, compile_cache, SupervisorConfig::default())
-    }
-
-    fn spec(dir: &std::path::Path, name: &str, address: &str) -> AppSpec {
-        AppSpec {
-            name: name.into(),
-            // Nothing listens on port 1: loads fail fast, without a registry.
-            reference: format!("127.0.0.1:1/{name}:v1"),
-            address: Some(address.parse().expect("address")),
-            hosts: Vec::new(),
-            tls: None,
-            state_dir: dir.join(name),
-            variables: Default::default(),
-            runtime_config: None,
-            limits: Default::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn claims_refuse_a_second_key_and_newer_desires_supersede_older_ones() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sup = supervisor(dir.path());
-        let first = sup.apply(
-            "a.json".into(),
-            Some(spec(dir.path(), "a", "127.0.0.1:4999")),
-        );
-        let newer = sup.apply(
-            "a.json".into(),
-            Some(spec(dir.path(), "a", "127.0.0.1:4998")),
-        );
-        // Another key on an address `a.json` is about to take: refused, naming `a.json`.
-        let clash = sup
-            .apply(
-                "b.json".into(),
-                Some(spec(dir.path(), "b", "127.0.0.1:4998")),
-            )
-            .await
-            .expect_err("conflict");
-        assert!(
-            matches!(&clash.error, StartError::Conflict { field: "address", other, .. } if other == "a.json"),
-            "{}",
-            clash.describe()
-        );
-        // Same state_dir under another key: refused too.
-        let mut shared = spec(dir.path(), "c", "127.0.0.1:4997");
-        shared.state_dir = dir.path().join("a");
-        let clash = sup
-            .apply("c.json".into(), Some(shared))
-            .await
-            .expect_err("conflict");
-        assert!(matches!(
-            clash.error,
-            StartError::Conflict {
-                field: "state_dir",
-                ..
-            }
-        ));
-        // The older desired state for a.json is skipped; the newer one runs (and fails to load,
-        // leaving nothing running and nothing claimed).
-        assert!(matches!(first.await, Ok(Transition::Superseded)));
-        let failed = newer.await.expect_err("no registry on port 1");
-        assert!(
-            matches!(failed.error, StartError::Load(_)),
-            "{}",
-            failed.describe()
-        );
-        assert!(sup.status().is_empty());
-        let ok_now = sup.apply(
-            "b.json".into(),
-            Some(spec(dir.path(), "b", "127.0.0.1:4998")),
-        );
-        let err = ok_now.await.expect_err("no registry");
-        assert!(
-            matches!(err.error, StartError::Load(_)),
-            "{}",
-            err.describe()
-        );
-    }
-}
+pub(crate) mod tests;

@@ -1,0 +1,114 @@
+//! Preparing one version of an app before it may serve: check it can run on lepton, create its
+//! state directory, compile (or load) its components against the app's limits, instantiate each
+//! once, and build its HTTP trigger on the app's front (gate and metrics, kept across versions).
+//! A version that fails any step is refused before it replaces one that serves.
+
+use std::time::Instant;
+
+use lepton_oci::{LoadSource, LoadedApp};
+use lepton_runtime::{AppConfig, RuntimeApp};
+use lepton_spec::AppSpec;
+use lepton_trigger_http::{AppFront, HttpApp};
+
+use super::{Inner, ReadyApp};
+use crate::outcome::StartError;
+
+pub(super) async fn prepare(
+    inner: &Inner,
+    key: &str,
+    spec: &AppSpec,
+    loaded: LoadedApp,
+) -> Result<ReadyApp, StartError> {
+    loaded.locked.ensure_runnable()?;
+    std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
+        path: spec.state_dir.clone(),
+        source,
+    })?;
+    // Self requests go to the app's own address, or through the shared ingress by one of its
+    // hosts when it has only hosts.
+    let (listen_address, self_host) = match (spec.address, inner.config.self_ingress) {
+        (Some(address), _) => (Some(address), None),
+        (None, Some(ingress)) => (Some(ingress), self_host(&spec.hosts)),
+        (None, None) => (None, None),
+    };
+    let config = AppConfig {
+        name: spec.name.clone(),
+        state_dir: spec.state_dir.clone(),
+        variables: spec.variables.clone(),
+        runtime_config: spec.runtime_config.clone(),
+        listen_address,
+        self_host,
+        limits: spec.limits.over(&inner.config.default_limits),
+    };
+    // One app at its concurrency limit holds at most that many instances (chained requests take
+    // slots from the same gate), so capping it at half the engine's instance pool keeps every
+    // app from draining the pool its neighbours need.
+    if let Some(pool) = inner.engine.instance_capacity()
+        && config.limits.max_concurrent_requests > pool / 2
+    {
+        return Err(StartError::Limits {
+            field: "max_concurrent_requests",
+            message: format!(
+                "{} is more than half of the engine's {pool}-instance pool (LEPTON_MAX_INSTANCES); \
+                 one app could take every instance from its neighbours",
+                config.limits.max_concurrent_requests
+            ),
+        });
+    }
+    let compile = Instant::now();
+    let runtime =
+        RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
+    // Compiling, or loading from the compile cache: what a start costs after the pull.
+    inner
+        .config
+        .metrics
+        .compile_finished(&spec.name, compile.elapsed().as_secs_f64());
+    // Instantiate every component once, so a version that cannot start is refused before it
+    // replaces one that can.
+    for component in runtime.components() {
+        let mut store = component.new_store().map_err(|e| StartError::Instantiate {
+            component: component.id().to_string(),
+            message: format!("{e:#}"),
+        })?;
+        component
+            .proxy_pre()
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| StartError::Instantiate {
+                component: component.id().to_string(),
+                message: format!("{e:#}"),
+            })?;
+    }
+    let front = {
+        let mut state = inner.state();
+        let front = state
+            .fronts
+            .entry(key.to_string())
+            .or_insert_with(|| AppFront::new(&config.limits, inner.config.metrics.app(&spec.name)))
+            .clone();
+        front.gate.configure(&config.limits);
+        front
+    };
+    runtime.count_instances_in(front.metrics.clone());
+    let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
+    Ok(ReadyApp {
+        digest: loaded.manifest_digest,
+        from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
+        http,
+    })
+}
+
+/// A host that routes to an app with `hosts`: its first exact host, else a name under its first
+/// wildcard (`*.example.com` → `self.example.com`).
+fn self_host(hosts: &[String]) -> Option<String> {
+    hosts
+        .iter()
+        .find(|h| !h.starts_with("*."))
+        .cloned()
+        .or_else(|| {
+            hosts
+                .first()
+                .and_then(|h| h.strip_prefix("*."))
+                .map(|suffix| format!("self.{suffix}"))
+        })
+}
