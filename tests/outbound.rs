@@ -386,6 +386,14 @@ fn outbound_http_policy_self_requests_and_chaining() {
         fetch(&app3, "", "http://back.spin.internal/whoami"),
         denied()
     );
+    // Relative URLs over wasi:http 0.3 are self requests too: no authority at all (`/whoami`),
+    // or an empty host with a port; only a component allowed `self` may send them.
+    let front3_whoami = (200, "200\nI am front3 (p3)\n".to_string());
+    assert_eq!(fetch(&app3, "", "/whoami"), front3_whoami);
+    assert_eq!(fetch(&app3, "", "/whoami?x=1"), front3_whoami);
+    assert_eq!(fetch(&app3, "", "http://:80/whoami"), front3_whoami);
+    assert_eq!(fetch(&app3, "/none3", "/whoami"), denied());
+    assert_eq!(fetch(&app3, "/none3", "http://:80/whoami"), denied());
     assert_eq!(upstream.seen().len(), before + 1);
 
     // wasi:sockets TCP is checked as `tcp://<ip>:<port>`: only the one allowed port connects;

@@ -172,6 +172,41 @@ fn redis_postgres_mysql_and_mqtt_from_a_guest() {
              row = [DbValue::Int32(42), DbValue::Str(\"v2\"), DbValue::DbNull, DbValue::Unsupported]\n"
         )
     );
+    // interval and int4range / int8range / numrange (spin:postgres@4.0.0), both directions:
+    // stored from parameters, read back as columns (PostgreSQL canonicalizes `[1,10]` to
+    // `[1,11)`; an empty range reads as no bounds, as in Spin), and used by the server itself.
+    let (status, body) = call(&app, "/services/pg-ranges", &pg.url(), &[], b"");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "inserted = 3\n\
+             columns = id:DbDataType::Int32,r4:DbDataType::RangeInt32,r8:DbDataType::RangeInt64,\
+             rn:DbDataType::RangeDecimal,iv:DbDataType::Interval\n\
+             row = [DbValue::Int32(1), \
+             DbValue::RangeInt32((Some((1, RangeBoundKind::Inclusive)), Some((11, RangeBoundKind::Exclusive)))), \
+             DbValue::RangeInt64((Some((-4999999999, RangeBoundKind::Inclusive)), None)), \
+             DbValue::RangeDecimal((Some((\"1.5\", RangeBoundKind::Inclusive)), Some((\"2.25\", RangeBoundKind::Exclusive)))), \
+             DbValue::Interval(Interval { micros: 3723000004, days: 2, months: 14 })]\n\
+             row = [DbValue::Int32(2), DbValue::RangeInt32((None, None)), DbValue::RangeInt64((None, None)), \
+             DbValue::RangeDecimal((None, Some((\"-0.5\", RangeBoundKind::Inclusive)))), \
+             DbValue::Interval(Interval { micros: -1, days: -3, months: 0 })]\n\
+             row = [DbValue::Int32(3), DbValue::DbNull, DbValue::DbNull, DbValue::DbNull, DbValue::DbNull]\n\
+             used = [DbValue::Boolean(true), DbValue::Boolean(false), DbValue::Str(\"2025-04-02 01:02:03.000004\"), \
+             DbValue::Str(\"99.125\"), DbValue::Boolean(true)]\n\
+             reversed = db-error 22000: range lower bound must be less than or equal to range upper bound\n\
+             bad decimal = Err(Error::BadParameter(\"invalid decimal range bound \\\"one\\\"\"))\n"
+        ),
+        "lepton stderr:\n{}",
+        lepton.stderr()
+    );
+    assert_eq!(
+        pg.psql("SELECT id, r4, r8, rn, iv FROM spans ORDER BY id")
+            .expect("psql"),
+        "1|[1,11)|[-4999999999,)|[1.5,2.25)|1 year 2 mons 2 days 01:02:03.000004\n\
+         2|(,)|empty|(,-0.5]|-3 days -00:00:00.000001\n\
+         3||||"
+    );
 
     // ---- MySQL (MariaDB) ---------------------------------------------------------------------
     let (status, body) = call(&app, "/services/mysql", &mysql.url(), &[], b"");

@@ -4,6 +4,8 @@
 //! - `/services/redis`: set/get/incr/del/sadd/smembers/srem/execute (`fermyon:spin/redis@2.0.0`).
 //! - `/services/pg`: create/insert/query with several column types (`spin:postgres@4.0.0`).
 //! - `/services/pg-v2`: a query through `fermyon:spin/postgres@2.0.0`.
+//! - `/services/pg-ranges`: `interval`, `int4range`, `int8range` and `numrange` as parameters
+//!   (stored, then used by the server) and as columns (`spin:postgres@4.0.0`).
 //! - `/services/mysql`: create/insert/query (`fermyon:spin/mysql@2.0.0`).
 //! - `/services/mqtt`: publish the request body to the `x-topic` topic at QoS 1
 //!   (`fermyon:spin/mqtt@2.0.0`).
@@ -31,6 +33,7 @@ pub async fn handle(req: Request) -> Response {
         "/services/redis" => redis(&address),
         "/services/pg" => pg(&address),
         "/services/pg-v2" => pg_v2(&address),
+        "/services/pg-ranges" => pg_ranges(&address),
         "/services/mysql" => mysql(&address),
         "/services/mqtt" => mqtt(&address, &header("x-topic"), req.body()),
         "/services/open/redis" => spin_sdk::redis::Connection::open(&address)
@@ -203,6 +206,101 @@ fn pg(address: &str) -> Result<(), String> {
         }
     }
     say(format!("bad query = {shown}"));
+    Ok(())
+}
+
+fn pg_ranges(address: &str) -> Result<(), String> {
+    use spin_sdk::pg4::{Connection, Interval, ParameterValue as P, RangeBoundKind as K};
+    let conn = Connection::open(address).map_err(dbg_err)?;
+    conn.execute("DROP TABLE IF EXISTS spans", &[]).map_err(dbg_err)?;
+    conn.execute(
+        "CREATE TABLE spans (id INT4 PRIMARY KEY, r4 INT4RANGE, r8 INT8RANGE, rn NUMRANGE, \
+         iv INTERVAL)",
+        &[],
+    )
+    .map_err(dbg_err)?;
+    let insert = "INSERT INTO spans VALUES ($1, $2, $3, $4, $5)";
+    let rows = [
+        [
+            P::Int32(1),
+            P::RangeInt32((Some((1, K::Inclusive)), Some((10, K::Inclusive)))),
+            P::RangeInt64((Some((-5_000_000_000, K::Exclusive)), None)),
+            P::RangeDecimal((
+                Some(("1.5".into(), K::Inclusive)),
+                Some(("2.25".into(), K::Exclusive)),
+            )),
+            P::Interval(Interval { micros: 3_723_000_004, days: 2, months: 14 }),
+        ],
+        [
+            P::Int32(2),
+            P::RangeInt32((None, None)),
+            P::RangeInt64((Some((7, K::Inclusive)), Some((7, K::Exclusive)))),
+            P::RangeDecimal((None, Some(("-0.5".into(), K::Inclusive)))),
+            P::Interval(Interval { micros: -1, days: -3, months: 0 }),
+        ],
+        [P::Int32(3), P::DbNull, P::DbNull, P::DbNull, P::DbNull],
+    ];
+    let mut inserted = 0;
+    for row in &rows {
+        inserted += conn.execute(insert, row).map_err(dbg_err)?;
+    }
+    say(format!("inserted = {inserted}"));
+    let rows = conn
+        .query("SELECT * FROM spans ORDER BY id", &[])
+        .map_err(dbg_err)?;
+    let columns: Vec<String> = rows
+        .columns
+        .iter()
+        .map(|c| format!("{}:{:?}", c.name, c.data_type))
+        .collect();
+    say(format!("columns = {}", columns.join(",")));
+    for row in &rows.rows {
+        say(format!("row = {row:?}"));
+    }
+    // The server itself uses the parameters: containment, interval arithmetic, bounds.
+    let used = conn
+        .query(
+            "SELECT $1::int4range @> 10 AS has10, $1::int4range @> 11 AS has11, \
+             (timestamp '2024-01-31 00:00' + $2::interval)::text AS later, \
+             upper($3::numrange)::text AS up, isempty($4::int8range) AS empty",
+            &[
+                P::RangeInt32((Some((1, K::Inclusive)), Some((10, K::Inclusive)))),
+                P::Interval(Interval { micros: 3_723_000_004, days: 2, months: 14 }),
+                P::RangeDecimal((None, Some(("99.125".into(), K::Exclusive)))),
+                P::RangeInt64((Some((7, K::Inclusive)), Some((7, K::Exclusive)))),
+            ],
+        )
+        .map_err(dbg_err)?;
+    for row in &used.rows {
+        say(format!("used = {row:?}"));
+    }
+    let reversed = conn.execute(
+        insert,
+        &[
+            P::Int32(4),
+            P::RangeInt32((Some((5, K::Inclusive)), Some((1, K::Exclusive)))),
+            P::DbNull,
+            P::DbNull,
+            P::DbNull,
+        ],
+    );
+    match reversed {
+        Err(spin_sdk::pg4::PgError::QueryFailed(spin_sdk::pg4::QueryError::DbError(db))) => {
+            say(format!("reversed = db-error {}: {}", db.code, db.message));
+        }
+        other => say(format!("reversed = {other:?}")),
+    }
+    let bad = conn.execute(
+        insert,
+        &[
+            P::Int32(5),
+            P::DbNull,
+            P::DbNull,
+            P::RangeDecimal((Some(("one".into(), K::Inclusive)), None)),
+            P::DbNull,
+        ],
+    );
+    say(format!("bad decimal = {bad:?}"));
     Ok(())
 }
 

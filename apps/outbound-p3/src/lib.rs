@@ -2,8 +2,10 @@
 //! `wasi:http/handler@0.3.0`) that makes the outbound request its caller asks for with the
 //! `wasi:http@0.3` client and reports what it got back.
 //!
-//! - `/fetch`: GET the URL in the `x-url` header; answers `200 "<status>\n<body>"` relayed from
-//!   the upstream, or `502 "error: <the ErrorCode the guest saw>"`.
+//! Paths are matched after the component's route (`spin-path-info`):
+//! - `/fetch`: GET the URL in the `x-url` header (absolute, or relative such as `/whoami`: a
+//!   self request); answers `200 "<status>\n<body>"` relayed from the upstream, or
+//!   `502 "error: <the ErrorCode the guest saw>"`.
 //! - `/whoami`: `I am <COMPONENT_NAME> (p3)`.
 //! - anything else: 404.
 
@@ -16,7 +18,13 @@ type Reply = Response<FullBody<Bytes>>;
 
 #[http_service]
 async fn handle(req: Request) -> spin_sdk::http::Result<Reply> {
-    match req.uri().path() {
+    let path = req
+        .headers()
+        .get("spin-path-info")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| req.uri().path())
+        .to_owned();
+    match path.as_str() {
         "/fetch" => fetch(&req).await,
         "/whoami" => reply(
             200,

@@ -3,20 +3,27 @@
 //!
 //! Providers, highest precedence first: the per-app `variables` map from lepton.json, then the
 //! runtime config's `[[variables_provider]]` entries in file order (`static`, `env`), then the
-//! always-present env provider (`SPIN_VARIABLE_<NAME>`). Vault and Azure Key Vault providers are
-//! refused at load. If no provider answers, the variable's `default` is used. A required
-//! variable that no provider can answer fails the app at load, naming the app and variable.
+//! always-present env provider: `SPIN_VARIABLE_<NAME>` from the process environment, else from
+//! the `.env` file of lepton's working directory ([`dotenv`], Spin's rules). Vault and Azure
+//! Key Vault providers are refused at load. If no provider answers, the variable's `default` is
+//! used. A required variable that no provider can answer fails the app at load, naming the app
+//! and variable; so does a provider error (a malformed `.env`, naming its file and line).
 //!
 //! Guests read component config keys, never app variables directly: `get(key)` checks the key's
 //! syntax (`invalid-name`), looks it up in the component's `config` (`undefined`), then
 //! resolves its template against the app variables. Secret values are never logged.
 
+pub mod dotenv;
+
 use std::collections::BTreeMap;
+use std::env::VarError;
 use std::path::PathBuf;
 
 use lepton_app::LockedVariable;
 
 use crate::runtime_config::{RuntimeConfig, VariablesProviderConfig};
+
+pub use dotenv::{DotenvError, WorkingDirDotenv};
 
 /// Why a variable or config key could not be resolved; the variants mirror the WIT error cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,22 +123,42 @@ impl Template {
 enum Provider {
     /// Fixed values (lepton.json `variables`, runtime-config `static`).
     Static(BTreeMap<String, String>),
-    /// `<PREFIX>_<NAME UPPERCASED>` from the process environment, then a dotenv file's values.
+    /// `<PREFIX>_<NAME UPPERCASED>` from the process environment (`env`, `std::env::var` but
+    /// in tests), then, if the environment lacks it, from a dotenv file's values.
     Env {
         prefix: String,
-        dotenv: BTreeMap<String, String>,
+        dotenv: WorkingDirDotenv,
+        env: fn(&str) -> Result<String, VarError>,
     },
 }
 
 impl Provider {
-    fn get(&self, name: &str) -> Option<String> {
+    fn env(prefix: String, dotenv: WorkingDirDotenv) -> Self {
+        Provider::Env {
+            prefix,
+            dotenv,
+            env: |key| std::env::var(key),
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Option<String>, VariableError> {
         match self {
-            Provider::Static(values) => values.get(name).cloned(),
-            Provider::Env { prefix, dotenv } => {
+            Provider::Static(values) => Ok(values.get(name).cloned()),
+            Provider::Env {
+                prefix,
+                dotenv,
+                env,
+            } => {
                 let key = format!("{prefix}_{}", name.to_ascii_uppercase());
-                std::env::var(&key)
-                    .ok()
-                    .or_else(|| dotenv.get(&key).cloned())
+                match env(&key) {
+                    Ok(value) => Ok(Some(value)),
+                    Err(VarError::NotPresent) => dotenv
+                        .get(&key)
+                        .map_err(|e| VariableError::Provider(e.to_string())),
+                    Err(VarError::NotUnicode(_)) => Err(VariableError::Provider(format!(
+                        "environment variable {key} is not valid Unicode"
+                    ))),
+                }
             }
         }
     }
@@ -168,6 +195,14 @@ pub enum VariablesSetupError {
         /// What went wrong.
         reason: String,
     },
+    /// A provider failed while looking up a required variable (e.g. a malformed `.env`).
+    #[error("required variable `{variable}`: {error}")]
+    Provider {
+        /// The variable.
+        variable: String,
+        /// The provider's error (names the file and line for a dotenv file).
+        error: VariableError,
+    },
     /// A name in lepton.json `variables` or a static provider is not a valid variable name.
     #[error("{source_name}: {error}")]
     BadName {
@@ -197,12 +232,28 @@ pub struct VariableResolver {
 
 impl VariableResolver {
     /// Build the resolver for an app: `overrides` (lepton.json `variables`) first, then the
-    /// runtime config's providers, then `SPIN_VARIABLE_*`. Fails if a provider is unsupported or
-    /// a required variable has no value.
+    /// runtime config's providers, then `SPIN_VARIABLE_*` (the process environment, then the
+    /// working directory's `.env`, [`WorkingDirDotenv::process`]). Fails if a provider is
+    /// unsupported or fails, or a required variable has no value.
     pub fn new(
         variables: &BTreeMap<String, LockedVariable>,
         overrides: &BTreeMap<String, String>,
         runtime_config: &RuntimeConfig,
+    ) -> Result<Self, VariablesSetupError> {
+        Self::with_dotenv(
+            variables,
+            overrides,
+            runtime_config,
+            WorkingDirDotenv::process(),
+        )
+    }
+
+    /// [`VariableResolver::new`] with `dotenv` as the default provider's `.env`.
+    pub fn with_dotenv(
+        variables: &BTreeMap<String, LockedVariable>,
+        overrides: &BTreeMap<String, String>,
+        runtime_config: &RuntimeConfig,
+        dotenv: WorkingDirDotenv,
     ) -> Result<Self, VariablesSetupError> {
         let file = runtime_config.path.clone().unwrap_or_default();
         for name in overrides.keys() {
@@ -218,18 +269,27 @@ impl VariableResolver {
                 VariablesProviderConfig::Env(env) => {
                     let dotenv = match &env.dotenv_path {
                         Some(path) => {
-                            read_dotenv(path).map_err(|reason| VariablesSetupError::Dotenv {
+                            let values = dotenv::read_dotenv(path).map_err(|e| {
+                                VariablesSetupError::Dotenv {
+                                    file: file.clone(),
+                                    path: path.clone(),
+                                    reason: match e.line {
+                                        Some(line) => format!("line {line}: {}", e.reason),
+                                        None => e.reason,
+                                    },
+                                }
+                            })?;
+                            let values = values.ok_or_else(|| VariablesSetupError::Dotenv {
                                 file: file.clone(),
                                 path: path.clone(),
-                                reason,
-                            })?
+                                reason: "no such file".into(),
+                            })?;
+                            WorkingDirDotenv::from_values(values)
                         }
-                        None => BTreeMap::new(),
+                        None => WorkingDirDotenv::empty(),
                     };
-                    Provider::Env {
-                        prefix: env.prefix.clone().unwrap_or_else(|| "SPIN_VARIABLE".into()),
-                        dotenv,
-                    }
+                    let prefix = env.prefix.clone().unwrap_or_else(|| "SPIN_VARIABLE".into());
+                    Provider::env(prefix, dotenv)
                 }
                 VariablesProviderConfig::Vault(_) => {
                     return Err(VariablesSetupError::UnsupportedProvider {
@@ -245,27 +305,48 @@ impl VariableResolver {
                 }
             });
         }
-        providers.push(Provider::Env {
-            prefix: "SPIN_VARIABLE".into(),
-            dotenv: BTreeMap::new(),
-        });
+        providers.push(Provider::env("SPIN_VARIABLE".into(), dotenv));
         let resolver = Self {
             variables: variables.clone(),
             providers,
         };
-        for (name, var) in &resolver.variables {
-            if var.default.is_none() && resolver.provided(name).is_none() {
-                return Err(VariablesSetupError::MissingRequired {
-                    variable: name.clone(),
-                    upper: name.to_ascii_uppercase(),
-                });
-            }
-        }
+        resolver.check_required()?;
         Ok(resolver)
     }
 
-    fn provided(&self, name: &str) -> Option<String> {
-        self.providers.iter().find_map(|p| p.get(name))
+    /// Every variable without a default must have a value from some provider now.
+    fn check_required(&self) -> Result<(), VariablesSetupError> {
+        for (name, var) in &self.variables {
+            if var.default.is_some() {
+                continue;
+            }
+            match self.provided(name) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(VariablesSetupError::MissingRequired {
+                        variable: name.clone(),
+                        upper: name.to_ascii_uppercase(),
+                    });
+                }
+                Err(error) => {
+                    return Err(VariablesSetupError::Provider {
+                        variable: name.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first provider's value for `name`; a provider error stops the search (Spin's rule).
+    fn provided(&self, name: &str) -> Result<Option<String>, VariableError> {
+        for provider in &self.providers {
+            if let Some(value) = provider.get(name)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     }
 
     /// The current value of app variable `name`: the first provider that has it, else its
@@ -277,7 +358,7 @@ impl VariableResolver {
                 "no variable for {name:?}"
             )));
         };
-        if let Some(value) = self.provided(name) {
+        if let Some(value) = self.provided(name)? {
             return Ok(value);
         }
         var.default.clone().ok_or_else(|| {
@@ -377,16 +458,6 @@ impl ComponentConfig {
     }
 }
 
-fn read_dotenv(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
-    let iter = dotenvy::from_path_iter(path).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for item in iter {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        out.insert(k, v);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +550,137 @@ mod tests {
                 && err
                     .to_string()
                     .contains("SPIN_VARIABLE_LEPTON_TEST_NEVER_SET_XYZ"),
+            "{err}"
+        );
+    }
+
+    /// `resolver` with every env provider reading `env` instead of the process environment.
+    fn with_env(
+        mut resolver: VariableResolver,
+        fake: fn(&str) -> Result<String, VarError>,
+    ) -> VariableResolver {
+        for provider in &mut resolver.providers {
+            if let Provider::Env { env, .. } = provider {
+                *env = fake;
+            }
+        }
+        resolver
+    }
+
+    #[test]
+    fn dotenv_follows_the_environment_and_matches_exact_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(".env"),
+            "SPIN_VARIABLE_WHO=dotenv\nSPIN_VARIABLE_TOKEN=from-file\nspin_variable_lower=x\n",
+        )
+        .expect("write .env");
+        let vars = BTreeMap::from([
+            ("who".to_string(), var(Some("default"), false)),
+            ("token".to_string(), var(Some("default"), true)),
+            ("lower".to_string(), var(Some("default"), false)),
+            ("given".to_string(), var(Some("default"), false)),
+        ]);
+        let overrides = BTreeMap::from([("given".to_string(), "lepton.json".to_string())]);
+        let dotenv = WorkingDirDotenv::load(dir.path());
+        let resolver =
+            VariableResolver::with_dotenv(&vars, &overrides, &RuntimeConfig::default(), dotenv)
+                .expect("resolver");
+        let resolver = with_env(resolver, |key| match key {
+            "SPIN_VARIABLE_TOKEN" => Ok("from-env".into()),
+            "SPIN_VARIABLE_GIVEN" => Ok("env".into()),
+            _ => Err(VarError::NotPresent),
+        });
+        let get = |name: &str| resolver.resolve(name).expect(name);
+        assert_eq!(
+            get("who"),
+            "dotenv",
+            ".env fills what the environment lacks"
+        );
+        assert_eq!(get("token"), "from-env", "the environment wins over .env");
+        assert_eq!(get("lower"), "default", "keys match exactly: upper case");
+        assert_eq!(get("given"), "lepton.json", "lepton.json wins over both");
+    }
+
+    #[test]
+    fn a_required_variable_from_dotenv_loads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(".env"),
+            "SPIN_VARIABLE_LEPTON_TEST_DOTENV_ONLY=here\n",
+        )
+        .expect("write .env");
+        let vars = BTreeMap::from([("lepton_test_dotenv_only".to_string(), var(None, false))]);
+        let resolver = VariableResolver::with_dotenv(
+            &vars,
+            &BTreeMap::new(),
+            &RuntimeConfig::default(),
+            WorkingDirDotenv::load(dir.path()),
+        )
+        .expect("provided by .env");
+        assert_eq!(
+            resolver
+                .resolve("lepton_test_dotenv_only")
+                .expect("resolve"),
+            "here"
+        );
+        let missing = VariableResolver::with_dotenv(
+            &vars,
+            &BTreeMap::new(),
+            &RuntimeConfig::default(),
+            WorkingDirDotenv::empty(),
+        )
+        .expect_err("no .env");
+        assert!(matches!(
+            missing,
+            VariablesSetupError::MissingRequired { .. }
+        ));
+    }
+
+    #[test]
+    fn a_malformed_dotenv_fails_the_lookups_that_reach_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "SPIN_VARIABLE_A=1\nnot valid\n").expect("write .env");
+        let dotenv = WorkingDirDotenv::load(dir.path());
+        let required =
+            BTreeMap::from([("lepton_test_never_set_req".to_string(), var(None, false))]);
+        let err = VariableResolver::with_dotenv(
+            &required,
+            &BTreeMap::new(),
+            &RuntimeConfig::default(),
+            dotenv.clone(),
+        )
+        .expect_err("malformed .env");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "required variable `lepton_test_never_set_req`: variables provider error: \
+                 {}:2: invalid dotenv syntax (expected `KEY=value`)",
+                path.display()
+            )
+        );
+        // Values from a higher provider never reach the file; a default does not hide its error.
+        let vars = BTreeMap::from([
+            ("lepton_test_never_set_req".to_string(), var(None, false)),
+            (
+                "lepton_test_never_set_opt".to_string(),
+                var(Some("d"), false),
+            ),
+        ]);
+        let overrides = BTreeMap::from([("lepton_test_never_set_req".to_string(), "v".into())]);
+        let resolver =
+            VariableResolver::with_dotenv(&vars, &overrides, &RuntimeConfig::default(), dotenv)
+                .expect("the required variable comes from lepton.json");
+        assert_eq!(
+            resolver.resolve("lepton_test_never_set_req").expect("req"),
+            "v"
+        );
+        let err = resolver
+            .resolve("lepton_test_never_set_opt")
+            .expect_err("reaches .env");
+        assert!(
+            matches!(&err, VariableError::Provider(m) if m.contains(":2: ")),
             "{err}"
         );
     }

@@ -1,7 +1,10 @@
 //! `fermyon:spin/postgres@2.0.0` (with `rdbms-types`), `spin:postgres/postgres@3.0.0` and
 //! `spin:postgres/postgres@4.2.0` (sync functions plus 4.2's `*-async` ones and 4.1's
 //! `connection-builder`) on top of [`crate::postgres`]. Values a version cannot represent are
-//! returned as its `unsupported` value and typed `other`.
+//! returned as its `unsupported` value and typed `other`; 4.x's `unsupported` carries the
+//! value's bytes as PostgreSQL sent them, as Spin's does. 4.x's `interval` and `range-*` values
+//! go both ways (parameters and columns); a range bound is `(value, inclusive|exclusive)` and an
+//! absent bound is unbounded.
 
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
@@ -9,7 +12,9 @@ use crate::bindings::fermyon::spin::postgres as v2;
 use crate::bindings::fermyon::spin::rdbms_types as v2t;
 use crate::bindings::spin::postgres3_0_0::postgres as v3;
 use crate::bindings::spin::postgres4_2_0::postgres as v4;
-use crate::postgres::{self as core, PgConnection, PgConnectionBuilder, PgError, PgType, PgValue};
+use crate::postgres::{
+    self as core, BoundKind, PgConnection, PgConnectionBuilder, PgError, PgRange, PgType, PgValue,
+};
 use crate::{Kind, ServicesData, ServicesHost};
 
 // ---- fermyon:spin/postgres@2.0.0 -----------------------------------------------------------
@@ -342,7 +347,9 @@ fn v4_param(p: v4::ParameterValue) -> PgValue {
         P::Uuid(v) => PgValue::Uuid(v),
         P::Jsonb(v) => PgValue::Jsonb(v),
         P::Decimal(v) => PgValue::Decimal(v),
-        P::RangeInt32(_) | P::RangeInt64(_) | P::RangeDecimal(_) => PgValue::Range,
+        P::RangeInt32(r) => PgValue::RangeInt32(range_from_wit(r)),
+        P::RangeInt64(r) => PgValue::RangeInt64(range_from_wit(r)),
+        P::RangeDecimal(r) => PgValue::RangeDecimal(range_from_wit(r)),
         P::ArrayInt32(v) => PgValue::ArrayInt32(v),
         P::ArrayInt64(v) => PgValue::ArrayInt64(v),
         P::ArrayDecimal(v) => PgValue::ArrayDecimal(v),
@@ -375,10 +382,14 @@ fn v4_type(t: &PgType) -> v4::DbDataType {
         PgType::Uuid => D::Uuid,
         PgType::Jsonb => D::Jsonb,
         PgType::Decimal => D::Decimal,
+        PgType::RangeInt32 => D::RangeInt32,
+        PgType::RangeInt64 => D::RangeInt64,
+        PgType::RangeDecimal => D::RangeDecimal,
         PgType::ArrayInt32 => D::ArrayInt32,
         PgType::ArrayInt64 => D::ArrayInt64,
         PgType::ArrayDecimal => D::ArrayDecimal,
         PgType::ArrayStr => D::ArrayStr,
+        PgType::Interval => D::Interval,
         PgType::Other(name) => D::Other(name.clone()),
     }
 }
@@ -402,6 +413,9 @@ fn v4_value(v: PgValue) -> v4::DbValue {
         PgValue::Uuid(v) => D::Uuid(v),
         PgValue::Jsonb(v) => D::Jsonb(v),
         PgValue::Decimal(v) => D::Decimal(v),
+        PgValue::RangeInt32(r) => D::RangeInt32(range_to_wit(r)),
+        PgValue::RangeInt64(r) => D::RangeInt64(range_to_wit(r)),
+        PgValue::RangeDecimal(r) => D::RangeDecimal(range_to_wit(r)),
         PgValue::ArrayInt32(v) => D::ArrayInt32(v),
         PgValue::ArrayInt64(v) => D::ArrayInt64(v),
         PgValue::ArrayDecimal(v) => D::ArrayDecimal(v),
@@ -416,8 +430,43 @@ fn v4_value(v: PgValue) -> v4::DbValue {
             months,
         }),
         PgValue::Null => D::DbNull,
-        PgValue::Range | PgValue::Unsupported => D::Unsupported(Vec::new()),
+        PgValue::Unsupported(raw) => D::Unsupported(raw),
     }
+}
+
+/// 4.x's range: `(lower, upper)`, each `(value, kind)` or `none` for unbounded.
+type WitRange<T> = (
+    Option<(T, v4::RangeBoundKind)>,
+    Option<(T, v4::RangeBoundKind)>,
+);
+
+fn range_from_wit<T>((lower, upper): WitRange<T>) -> PgRange<T> {
+    let bound = |b: Option<(T, v4::RangeBoundKind)>| {
+        b.map(|(v, k)| {
+            let kind = match k {
+                v4::RangeBoundKind::Inclusive => BoundKind::Inclusive,
+                v4::RangeBoundKind::Exclusive => BoundKind::Exclusive,
+            };
+            (v, kind)
+        })
+    };
+    PgRange {
+        lower: bound(lower),
+        upper: bound(upper),
+    }
+}
+
+fn range_to_wit<T>(range: PgRange<T>) -> WitRange<T> {
+    let bound = |b: Option<(T, BoundKind)>| {
+        b.map(|(v, k)| {
+            let kind = match k {
+                BoundKind::Inclusive => v4::RangeBoundKind::Inclusive,
+                BoundKind::Exclusive => v4::RangeBoundKind::Exclusive,
+            };
+            (v, kind)
+        })
+    };
+    (bound(range.lower), bound(range.upper))
 }
 
 fn v4_rowset(r: core::PgRows) -> v4::RowSet {

@@ -2,6 +2,10 @@
 //! PostgreSQL interface version shares: permission check, connecting (TLS unless the address says
 //! `sslmode=disable`, as Spin does), typed parameters and rows in one superset value type
 //! ([`PgValue`]) that each version converts from and to.
+//!
+//! Column types map as Spin maps them for `spin:postgres@4.x`; `interval`, `int4range`,
+//! `int8range` and `numrange` travel in PostgreSQL's binary formats ([`types`]), in both
+//! directions. Any other column type is read as its raw bytes ([`PgValue::Unsupported`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,6 +16,11 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use crate::policy::{Service, parse_destination};
 use crate::{Kind, ServicesHost};
+
+pub(crate) mod types;
+
+pub(crate) use types::{BoundKind, PgRange};
+use types::{RawValue, SqlInterval, SqlRange};
 
 /// An open PostgreSQL connection.
 pub struct PgConnection {
@@ -105,8 +114,10 @@ pub(crate) enum PgValue {
     Uuid(String),
     Jsonb(Vec<u8>),
     Decimal(String),
-    /// A range parameter (4.x); lepton does not send ranges yet.
-    Range,
+    RangeInt32(PgRange<i32>),
+    RangeInt64(PgRange<i64>),
+    /// Bounds are decimal strings, as for [`PgValue::Decimal`].
+    RangeDecimal(PgRange<String>),
     ArrayInt32(Vec<Option<i32>>),
     ArrayInt64(Vec<Option<i64>>),
     ArrayDecimal(Vec<Option<String>>),
@@ -117,8 +128,8 @@ pub(crate) enum PgValue {
         months: i32,
     },
     Null,
-    /// A column type no version can represent.
-    Unsupported,
+    /// A column of a type no version can represent, as the bytes PostgreSQL sent.
+    Unsupported(Vec<u8>),
 }
 
 /// A column's type as the richest version sees it.
@@ -140,10 +151,14 @@ pub(crate) enum PgType {
     Uuid,
     Jsonb,
     Decimal,
+    RangeInt32,
+    RangeInt64,
+    RangeDecimal,
     ArrayInt32,
     ArrayInt64,
     ArrayDecimal,
     ArrayStr,
+    Interval,
     Other(String),
 }
 
@@ -289,18 +304,25 @@ fn to_sql(value: PgValue) -> Result<Box<dyn ToSql + Send + Sync>, PgError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        PgValue::Range => {
-            return Err(PgError::BadParameter(
-                "range parameters are not supported by lepton".into(),
-            ));
-        }
-        PgValue::Interval { .. } => {
-            return Err(PgError::BadParameter(
-                "interval parameters are not supported by lepton".into(),
-            ));
-        }
+        PgValue::RangeInt32(r) => Box::new(SqlRange(r)),
+        PgValue::RangeInt64(r) => Box::new(SqlRange(r)),
+        PgValue::RangeDecimal(r) => Box::new(SqlRange(r.try_map(|s| {
+            rust_decimal::Decimal::from_str(&s)
+                .map_err(|_| PgError::BadParameter(format!("invalid decimal range bound {s:?}")))
+        })?)),
+        PgValue::Interval {
+            micros,
+            days,
+            months,
+        } => Box::new(SqlInterval {
+            micros,
+            days,
+            months,
+        }),
         PgValue::Null => Box::new(Null),
-        PgValue::Unsupported => return Err(PgError::BadParameter("unsupported value".into())),
+        PgValue::Unsupported(_) => {
+            return Err(PgError::BadParameter("unsupported value".into()));
+        }
     })
 }
 
@@ -370,10 +392,14 @@ fn column_type(t: &Type) -> PgType {
         Type::UUID => PgType::Uuid,
         Type::JSONB => PgType::Jsonb,
         Type::NUMERIC => PgType::Decimal,
+        Type::INT4_RANGE => PgType::RangeInt32,
+        Type::INT8_RANGE => PgType::RangeInt64,
+        Type::NUM_RANGE => PgType::RangeDecimal,
         Type::INT4_ARRAY => PgType::ArrayInt32,
         Type::INT8_ARRAY => PgType::ArrayInt64,
         Type::NUMERIC_ARRAY => PgType::ArrayDecimal,
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY => PgType::ArrayStr,
+        Type::INTERVAL => PgType::Interval,
         _ => PgType::Other(t.name().to_string()),
     }
 }
@@ -421,13 +447,22 @@ fn value(row: &Row, i: usize, ty: &Type) -> Result<PgValue, PgError> {
         PgType::Decimal => {
             get::<rust_decimal::Decimal>(row, i)?.map(|d| PgValue::Decimal(d.to_string()))
         }
+        PgType::RangeInt32 => get::<SqlRange<i32>>(row, i)?.map(|r| PgValue::RangeInt32(r.0)),
+        PgType::RangeInt64 => get::<SqlRange<i64>>(row, i)?.map(|r| PgValue::RangeInt64(r.0)),
+        PgType::RangeDecimal => get::<SqlRange<rust_decimal::Decimal>>(row, i)?
+            .map(|r| PgValue::RangeDecimal(r.0.map(|d| d.to_string()))),
         PgType::ArrayInt32 => get::<Vec<Option<i32>>>(row, i)?.map(PgValue::ArrayInt32),
         PgType::ArrayInt64 => get::<Vec<Option<i64>>>(row, i)?.map(PgValue::ArrayInt64),
         PgType::ArrayDecimal => get::<Vec<Option<rust_decimal::Decimal>>>(row, i)?.map(|v| {
             PgValue::ArrayDecimal(v.into_iter().map(|d| d.map(|d| d.to_string())).collect())
         }),
         PgType::ArrayStr => get::<Vec<Option<String>>>(row, i)?.map(PgValue::ArrayStr),
-        PgType::Other(_) => Some(PgValue::Unsupported),
+        PgType::Interval => get::<SqlInterval>(row, i)?.map(|iv| PgValue::Interval {
+            micros: iv.micros,
+            days: iv.days,
+            months: iv.months,
+        }),
+        PgType::Other(_) => get::<RawValue>(row, i)?.map(|raw| PgValue::Unsupported(raw.0)),
     };
     Ok(v.unwrap_or(PgValue::Null))
 }

@@ -4,7 +4,9 @@
 //!
 //! What a guest's request becomes (Spin's behaviour, facts §3.7):
 //! - **self request** (a relative URL, an empty host such as the SDK's `:443` placeholder, or host
-//!   `self.alt`): allowed only by a `self` / `self.alt` / `*` host entry; sent over plain HTTP to
+//!   `self.alt`; over wasi:http 0.2 and 0.3 alike — [`link_p2_relative_urls`] and
+//!   [`link_p3_relative_urls`] let a request without an authority reach this point):
+//!   allowed only by a `self` / `self.alt` / `*` host entry; sent over plain HTTP to
 //!   the app's real listen address. The destination comes only from that address, never from a
 //!   `Host` header (CVE-2024-32980), and the `Host` header sent is the listen address — or, for
 //!   an app served only by host on a shared ingress, the ingress's address with one of the app's
@@ -23,9 +25,10 @@ use std::sync::{Arc, OnceLock, Weak};
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use wasmtime::component::Resource;
+use wasmtime::component::{Accessor, Resource};
 use wasmtime_wasi_http::p2::bindings::http::{outgoing_handler, types as p2_types};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
+use wasmtime_wasi_http::p3::bindings::http::{client as p3_client, types as p3_types};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
 
 use crate::allowed::{Target, default_port};
@@ -358,6 +361,58 @@ fn define_p2_handle<T: WasiHttpView + 'static>(
                 Ok(response) => Ok((Ok(response),)),
                 Err(err) => Ok((Err(err.downcast()?),)),
             }
+        },
+    )
+}
+
+/// The `wasi:http` 0.3 client interface wasmtime-wasi-http links (guests importing any 0.3.x
+/// match it).
+const P3_CLIENT: &str = "wasi:http/client@0.3.0";
+
+/// Let `wasi:http/client@0.3` accept relative URLs, as [`link_p2_relative_urls`] does for 0.2.
+/// Call after wasmtime-wasi-http's p3 interfaces are linked: it redefines `send` so that a
+/// request with no authority (what spin-sdk 7 and the `wasip3` crate make of an `http::Request`
+/// built from `/path`) is given `self.alt` before wasmtime-wasi-http's own `send` runs, which
+/// otherwise cannot build a URI for it and fails with `HttpRequestUriInvalid`. The request then
+/// reaches [`OutboundHttpHooks`] as a self request, under the same `self` policy. An empty host
+/// with a port (`http://:80/path`) already arrives there as a self request.
+pub fn link_p3_relative_urls<T: WasiHttpView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let result = define_p3_send(linker);
+    linker.allow_shadowing(false);
+    result
+}
+
+type P3SendResult = (Result<Resource<wasmtime_wasi_http::p3::Response>, p3_types::ErrorCode>,);
+
+fn define_p3_send<T: WasiHttpView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(P3_CLIENT)?;
+    instance.func_wrap_concurrent(
+        "send",
+        |accessor: &Accessor<T>, (request,): (Resource<wasmtime_wasi_http::p3::Request>,)| {
+            Box::pin(async move {
+                accessor.with(|mut access| {
+                    let view = access.get().http();
+                    if let Ok(req) = view.table.get_mut(&request)
+                        && req.authority.is_none()
+                    {
+                        req.authority = Some(http::uri::Authority::from_static(SELF_ALT));
+                    }
+                });
+                let http = accessor.with_getter::<wasmtime_wasi_http::WasiHttp>(T::http);
+                let sent = <wasmtime_wasi_http::WasiHttp as p3_client::HostWithStore<T>>::send(
+                    &http, request,
+                )
+                .await;
+                match sent {
+                    Ok(response) => Ok::<P3SendResult, wasmtime::Error>((Ok(response),)),
+                    Err(err) => Ok((Err(err.downcast()?),)),
+                }
+            })
         },
     )
 }

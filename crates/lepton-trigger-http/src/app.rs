@@ -1,7 +1,9 @@
 //! One app's HTTP request handling: Spin's reserved `/.well-known/spin/` paths, routing, the
-//! `spin-*` headers, static responses, and dispatch to the component executors.
+//! `spin-*` headers, static responses, and dispatch to the component executors. The executor is
+//! chosen per trigger, so one component can serve some routes as WAGI and others through its
+//! HTTP export (`RouteExecutors`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use lepton_app::LockedApp;
-use lepton_runtime::{AppLimits, CutOff, RuntimeApp};
+use lepton_runtime::{AppLimits, CutOff, PreparedComponent, RuntimeApp};
 use serde::Deserialize;
 use wasmtime_wasi_http::WasiBody;
 
@@ -73,11 +75,142 @@ struct StaticResponse {
     body: Bytes,
 }
 
+/// Collects, trigger by trigger, which executor serves each route of each component, then
+/// builds them ([`RouteExecutors::build`]). The choice is per trigger, as the manifest states
+/// it: one component may serve some routes through its HTTP export and others as WAGI (a
+/// component exporting both `wasi:cli/run` and an HTTP handler). Spin 4.1 loads such an app
+/// too, but keeps one trigger configuration per component (the last in the manifest), so all
+/// of the component's routes get that trigger's executor; lepton honours each trigger's own.
+#[derive(Default)]
+struct RouteExecutors {
+    /// HTTP-executor executors by component, built at the component's first such trigger.
+    http: HashMap<String, ComponentExecutor>,
+    /// Components with WAGI triggers: the component and each WAGI route's `argv` (a private
+    /// trigger's under `/...`, the route chained requests arrive on).
+    wagi: HashMap<String, (Arc<PreparedComponent>, HashMap<String, String>)>,
+    /// The public routes served by WAGI, by component; a later trigger with the same route and
+    /// component replaces an earlier one, as the router keeps the later route.
+    wagi_routes: HashMap<String, HashSet<String>>,
+    /// The executor of each component's last private trigger: what chained requests use.
+    private: HashMap<String, ExecutorKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecutorKind {
+    Http,
+    Wagi,
+}
+
+impl RouteExecutors {
+    /// Record a trigger of `component` on `route` (`None`: private) with the WAGI executor
+    /// (`wagi_argv`) or the HTTP one.
+    fn add_trigger(
+        &mut self,
+        app: &Arc<str>,
+        component: &str,
+        prepared: &Arc<PreparedComponent>,
+        route: Option<&str>,
+        wagi_argv: Option<String>,
+    ) -> Result<(), String> {
+        let kind = match wagi_argv {
+            Some(argv) => {
+                self.wagi
+                    .entry(component.to_string())
+                    .or_insert_with(|| (prepared.clone(), HashMap::new()))
+                    .1
+                    .insert(route.unwrap_or("/...").to_string(), argv);
+                ExecutorKind::Wagi
+            }
+            None => {
+                if !self.http.contains_key(component) {
+                    let built = executor(app.clone(), prepared.clone())?;
+                    self.http.insert(component.to_string(), built);
+                }
+                ExecutorKind::Http
+            }
+        };
+        match route {
+            Some(raw) => {
+                let routes = self.wagi_routes.entry(component.to_string()).or_default();
+                if kind == ExecutorKind::Wagi {
+                    routes.insert(raw.to_string());
+                } else {
+                    routes.remove(raw);
+                }
+            }
+            None => {
+                self.private.insert(component.to_string(), kind);
+            }
+        }
+        Ok(())
+    }
+
+    /// Build the WAGI executors; returns the executors by route and those of chained requests
+    /// (a component's last private trigger's executor, else its HTTP executor, else WAGI).
+    fn build(self) -> Result<(ByRoute, HashMap<String, ComponentExecutor>), TriggerError> {
+        let mut wagi = HashMap::new();
+        for (component, (prepared, argv_by_route)) in self.wagi {
+            if !prepared.exports_command() {
+                return Err(TriggerError::Unsupported(format!(
+                    "component `{component}` is used with the WAGI executor but does not export \
+                     wasi:cli/run (build it as a WASI command with `_start`)"
+                )));
+            }
+            let built = WagiExecutor::new(prepared, argv_by_route).map_err(|e| {
+                TriggerError::Unsupported(format!("component `{component}`: {e:#}"))
+            })?;
+            wagi.insert(component, ComponentExecutor::Wagi(built));
+        }
+        let mut chained = self.http.clone();
+        for (component, executor) in &wagi {
+            let use_wagi = match self.private.get(component) {
+                Some(kind) => *kind == ExecutorKind::Wagi,
+                None => !chained.contains_key(component),
+            };
+            if use_wagi {
+                chained.insert(component.clone(), executor.clone());
+            }
+        }
+        let by_route = ByRoute {
+            http: self.http,
+            wagi,
+            wagi_routes: self.wagi_routes,
+        };
+        Ok((by_route, chained))
+    }
+}
+
+/// An app's executors, looked up by the matched route's component and raw route.
+struct ByRoute {
+    http: HashMap<String, ComponentExecutor>,
+    wagi: HashMap<String, ComponentExecutor>,
+    wagi_routes: HashMap<String, HashSet<String>>,
+}
+
+impl ByRoute {
+    /// The executor serving `raw_route` of `component`.
+    fn executor(&self, component: &str, raw_route: &str) -> Option<&ComponentExecutor> {
+        let wagi = self
+            .wagi_routes
+            .get(component)
+            .is_some_and(|routes| routes.contains(raw_route));
+        if wagi {
+            self.wagi.get(component)
+        } else {
+            self.http.get(component)
+        }
+    }
+}
+
 /// Everything needed to serve one app version over HTTP.
 pub struct HttpApp {
     name: Arc<str>,
     router: Router,
-    executors: Arc<ChainDispatch>,
+    /// The executor of each route, chosen per trigger.
+    executors: ByRoute,
+    /// Service chaining (`<component>.spin.internal`), held here so it lives as long as this
+    /// version; the runtime holds it only weakly.
+    _chaining: Arc<ChainDispatch>,
     statics: Vec<StaticResponse>,
     info: Bytes,
     limits: AppLimits,
@@ -105,8 +238,7 @@ impl HttpApp {
         let app_name: Arc<str> = name.into();
         let mut routes = Vec::new();
         let mut statics = Vec::new();
-        let mut executors = HashMap::new();
-        let mut wagi_components = HashMap::new();
+        let mut executors = RouteExecutors::default();
         for trigger in &locked.triggers {
             if trigger.trigger_type != "http" {
                 return Err(err(
@@ -144,27 +276,13 @@ impl HttpApp {
                             ),
                         )
                     })?;
-                    match wagi_argv {
-                        Some(argv) => {
-                            let raw = match &config.route {
-                                RouteConfig::Route(raw) => raw.clone(),
-                                // Chained requests arrive on a synthetic `/...` route.
-                                RouteConfig::Private { .. } => "/...".to_string(),
-                            };
-                            wagi_components
-                                .entry(component.clone())
-                                .or_insert_with(|| (prepared.clone(), HashMap::new()))
-                                .1
-                                .insert(raw, argv);
-                        }
-                        None => {
-                            if !executors.contains_key(&component) {
-                                let built = executor(app_name.clone(), prepared.clone())
-                                    .map_err(|e| err(&trigger.id, e))?;
-                                executors.insert(component.clone(), built);
-                            }
-                        }
-                    }
+                    let route = match &config.route {
+                        RouteConfig::Route(raw) => Some(raw.as_str()),
+                        RouteConfig::Private { .. } => None,
+                    };
+                    executors
+                        .add_trigger(&app_name, &component, prepared, route, wagi_argv)
+                        .map_err(|e| err(&trigger.id, e))?;
                     RouteTarget::Component(component)
                 }
                 (None, Some(s)) => {
@@ -196,42 +314,26 @@ impl HttpApp {
                 }
             }
         }
-        for (component, (prepared, argv_by_route)) in wagi_components {
-            if executors.contains_key(&component) {
-                return Err(TriggerError::Unsupported(format!(
-                    "component `{component}` is used by both WAGI and HTTP-executor triggers; \
-                     lepton serves each component with one executor"
-                )));
-            }
-            if !prepared.exports_command() {
-                return Err(TriggerError::Unsupported(format!(
-                    "component `{component}` is used with the WAGI executor but does not export \
-                     wasi:cli/run (build it as a WASI command with `_start`)"
-                )));
-            }
-            let wagi = WagiExecutor::new(prepared, argv_by_route).map_err(|e| {
-                TriggerError::Unsupported(format!("component `{component}`: {e:#}"))
-            })?;
-            executors.insert(component, ComponentExecutor::Wagi(wagi));
-        }
+        let (executors, chained) = executors.build()?;
         let (router, replaced) = Router::new(routes);
         for (raw, _) in replaced {
             tracing::error!(app = name, route = %raw, "duplicate route: the last trigger with this route wins");
         }
         // Service chaining reaches the same executors; the runtime holds them only weakly.
-        let executors = Arc::new(ChainDispatch::new(
+        let chaining = Arc::new(ChainDispatch::new(
             app_name.clone(),
-            executors,
+            chained,
             front.clone(),
             *runtime.limits(),
             runtime.cut_off().clone(),
         ));
-        let dispatch: Arc<dyn lepton_outbound::LocalDispatch> = executors.clone();
+        let dispatch: Arc<dyn lepton_outbound::LocalDispatch> = chaining.clone();
         runtime.install_local_dispatch(Arc::downgrade(&dispatch));
         Ok(Self {
             name: app_name,
             router,
             executors,
+            _chaining: chaining,
             statics,
             info: info_json(locked),
             limits: *runtime.limits(),
@@ -373,7 +475,7 @@ impl HttpApp {
         spin.apply(&mut parts.headers);
         let req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
 
-        let Some(executor) = self.executors.executor(&component) else {
+        let Some(executor) = self.executors.executor(&component, m.raw_route) else {
             return empty(StatusCode::INTERNAL_SERVER_ERROR);
         };
         run_with_deadline(&self.name, &component, executor, req, ticket).await
@@ -505,7 +607,8 @@ fn full(status: StatusCode, body: Bytes) -> Response<WasiBody> {
     res
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
     full(status, Bytes::from_static(body.as_bytes()))
 }
 
