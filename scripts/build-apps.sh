@@ -4,6 +4,7 @@
 # Extra arguments are passed to cargo (e.g. --locked, -p hello-p2).
 #
 # Outputs: apps/target/wasm32-wasip2/release/{hello_p2,hello_p3,fileserver,kv_p2,outbound_p2,outbound_p3,outbound_legacy,data_p2,data_p3}.wasm
+#          apps/target/wasm32-wasip2/release/{redis_rs,redis_p3,cron_rs}.wasm
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +23,12 @@ export CARGO_TARGET_DIR="$ROOT/apps/target"
 
 OUT="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 for name in hello_p2 hello_p3 hostile_p2 hostile_p3 fileserver kv_p2 outbound_p2 outbound_p3 outbound_legacy data_p2 data_p3; do
+    if [ -f "$OUT/$name.wasm" ]; then
+        echo "$OUT/$name.wasm"
+    fi
+done
+# Non-HTTP trigger guests: Redis (spin-sdk 5.2 and 7) and cron (spin-trigger-cron's WIT).
+for name in redis_rs redis_p3 cron_rs; do
     if [ -f "$OUT/$name.wasm" ]; then
         echo "$OUT/$name.wasm"
     fi

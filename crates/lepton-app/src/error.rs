@@ -103,6 +103,18 @@ pub enum AppError {
         /// The component id.
         component: String,
     },
+    /// A trigger's type is not one this host serves (yet).
+    #[error(
+        "trigger `{trigger}` is a `{trigger_type}` trigger, which lepton does not serve yet (it serves: {served}); refusing to run the app without it"
+    )]
+    TriggerNotServed {
+        /// The trigger id.
+        trigger: String,
+        /// Its type, e.g. `redis`.
+        trigger_type: String,
+        /// The types served, comma-separated.
+        served: String,
+    },
     /// The app or a component requires the `middleware` host feature.
     #[error(
         "{field} requires `middleware`, which lepton cannot apply yet; refusing to serve the app without its middleware"

@@ -3,7 +3,7 @@
 //! Reading enforces the compatibility rules of Spin's schema: `spin_lock_version` ≤ 1, every
 //! `must_understand` value known, host requirements known (`"optional"` ones dropped).
 //! [`LockedApp::ensure_runnable`] then refuses what parses but lepton cannot serve faithfully
-//! (composition dependencies, middleware).
+//! (composition dependencies, middleware, trigger types not served yet).
 
 mod content;
 mod runnable;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use content::{ContentPath, ContentRef, decode_inline, encode_inline};
+pub use runnable::SERVED_TRIGGER_TYPES;
 
 use crate::AppError;
 
@@ -164,6 +165,33 @@ impl LockedApp {
     /// Looks up a component by id.
     pub fn component(&self, id: &str) -> Option<&LockedComponent> {
         self.components.iter().find(|c| c.id == id)
+    }
+
+    /// The app-level settings of trigger type `trigger_type`, as Spin's
+    /// `App::get_trigger_metadata` finds them: `metadata.triggers.<type>` when the app has a
+    /// `triggers` map (new style), else the legacy single-type `metadata.trigger` when its `type`
+    /// is `trigger_type` (without that `type` key). `None` when the app sets none.
+    pub fn trigger_metadata(&self, trigger_type: &str) -> Option<Value> {
+        if let Some(triggers) = self.metadata.get("triggers") {
+            return triggers.get(trigger_type).cloned();
+        }
+        let legacy = self.metadata.get("trigger")?.as_object()?;
+        if legacy.get("type").and_then(Value::as_str) != Some(trigger_type) {
+            return None;
+        }
+        let mut settings = legacy.clone();
+        settings.remove("type");
+        Some(Value::Object(settings))
+    }
+
+    /// The triggers of type `trigger_type`, in lock order.
+    pub fn triggers_of<'a>(
+        &'a self,
+        trigger_type: &'a str,
+    ) -> impl Iterator<Item = &'a LockedTrigger> + 'a {
+        self.triggers
+            .iter()
+            .filter(move |t| t.trigger_type == trigger_type)
     }
 }
 

@@ -1,23 +1,47 @@
 //! [`LockedApp::ensure_runnable`]: refuse apps whose semantics lepton cannot honour yet.
 //!
 //! A LockedApp may parse fine and still need features lepton lacks: component composition
-//! (`dependencies`) and HTTP middleware (`trigger_dependencies`, or the `middleware` host
-//! requirement). Serving such an app without them would silently change its behaviour (e.g.
-//! skip an auth middleware), so the app is refused with an error naming the component or trigger.
+//! (`dependencies`), HTTP middleware (`trigger_dependencies`, or the `middleware` host
+//! requirement), or a trigger type the host does not serve. Serving such an app without them
+//! would silently change its behaviour (e.g. skip an auth middleware, or never deliver its Redis
+//! messages), so the app is refused with an error naming the component or trigger.
+//!
+//! Which trigger types are served is the caller's to say: [`LockedApp::ensure_runnable_with`]
+//! takes the list, and [`LockedApp::ensure_runnable`] is it with [`SERVED_TRIGGER_TYPES`].
 
 use serde_json::{Map, Value};
 
 use super::{HOST_REQ_MIDDLEWARE, HOST_REQ_OPTIONAL, LockedApp};
 use crate::AppError;
 
+/// The trigger types lepton serves today. The `redis` and `cron` triggers exist as crates
+/// (`lepton-trigger-redis`, `lepton-trigger-cron`) but are not yet started by the supervisor, so
+/// an app using them is refused rather than served without them.
+pub const SERVED_TRIGGER_TYPES: &[&str] = &["http"];
+
 impl LockedApp {
-    /// Checks that lepton can run this app as written: no component has `dependencies` or
+    /// [`Self::ensure_runnable_with`] the trigger types lepton serves ([`SERVED_TRIGGER_TYPES`]).
+    pub fn ensure_runnable(&self) -> Result<(), AppError> {
+        self.ensure_runnable_with(SERVED_TRIGGER_TYPES)
+    }
+
+    /// Checks that a host serving the trigger types `served` can run this app as written: every
+    /// trigger's type is in `served`, no component has `dependencies` or
     /// `trigger_dependencies`, no trigger has `trigger_dependencies`, and neither the app's nor a
     /// component's `host_requirements` requires `middleware`.
     ///
-    /// The first problem found is returned; per-component and per-trigger problems are reported
+    /// The first problem found is returned; per-trigger and per-component problems are reported
     /// before the app-level `middleware` requirement, because they name the culprit.
-    pub fn ensure_runnable(&self) -> Result<(), AppError> {
+    pub fn ensure_runnable_with(&self, served: &[&str]) -> Result<(), AppError> {
+        for t in &self.triggers {
+            if !served.contains(&t.trigger_type.as_str()) {
+                return Err(AppError::TriggerNotServed {
+                    trigger: t.id.clone(),
+                    trigger_type: t.trigger_type.clone(),
+                    served: served.join(", "),
+                });
+            }
+        }
         for c in &self.components {
             if !c.dependencies.is_empty() {
                 return Err(AppError::UncomposedDependencies {

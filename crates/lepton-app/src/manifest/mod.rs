@@ -2,8 +2,9 @@
 //!
 //! Content is referenced locally: component sources and each mounted file become `file://`
 //! URLs, and files carry their relative guest path (destination prefix applied). Every field
-//! that lepton does not support (URL/registry sources, composition, non-HTTP triggers, ...) and
-//! every unknown field is an error naming the full dotted field path and the manifest file.
+//! that lepton does not support (URL/registry sources, composition, trigger types other than
+//! `http`, `redis` and `cron`, ...) and every unknown field is an error naming the full dotted
+//! field path and the manifest file.
 
 mod component;
 mod fields;
@@ -21,7 +22,7 @@ use crate::locked::{
     MUST_UNDERSTAND_COMPONENT_HOST_REQUIREMENTS, MUST_UNDERSTAND_HOST_REQUIREMENTS,
 };
 use crate::{AppError, LockedApp, LockedVariable};
-use fields::{Fields, to_json};
+use fields::Fields;
 
 /// Reads `spin.toml` at `path` and converts it to a local LockedApp.
 pub fn load_manifest(path: &Path) -> Result<LockedApp, AppError> {
@@ -154,30 +155,7 @@ fn application_metadata(f: &Fields<'_>, doc: &Table) -> Result<Map<String, Json>
     if !authors.is_empty() {
         meta.insert("authors".into(), authors.into());
     }
-    let mut global = Map::new();
-    if let Some(trigger) = f.table(app, "application", "trigger")? {
-        for (ty, settings) in trigger {
-            let field = format!("application.trigger.{ty}");
-            if ty != "http" {
-                return Err(f.unsupported(&field, Some("only HTTP triggers are supported")));
-            }
-            let Value::Table(settings) = settings else {
-                return Err(f.wrong_type(&field, "a table", settings));
-            };
-            f.check_keys(settings, &field, &["base"])?;
-            if let Some(base) = f.string(settings, &field, "base")?
-                && base != "/"
-            {
-                return Err(f.invalid(
-                    &format!("{field}.base"),
-                    format!(
-                        "{base:?} is not supported (HTTP base is deprecated; only \"/\" is allowed)"
-                    ),
-                ));
-            }
-            global.insert(ty.clone(), to_json(&Value::Table(settings.clone())));
-        }
-    }
+    let global = triggers::global_settings(f, app)?;
     meta.insert("triggers".into(), Json::Object(global));
     Ok(meta)
 }

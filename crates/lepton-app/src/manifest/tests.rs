@@ -1,4 +1,7 @@
-//! Manifest conversion tests: inline TOML against real files in a temp dir.
+//! Manifest conversion tests: inline TOML against real files in a temp dir. Redis and cron
+//! triggers are in [`triggers`].
+
+mod triggers;
 
 use std::path::{Path, PathBuf};
 
@@ -248,10 +251,16 @@ fn unsupported_and_unknown_fields_are_named() {
     let e = err(
         &app,
         &format!(
-            "{trig}[component.a]\nsource = \"hello.wasm\"\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"a\"\n"
+            "{trig}[component.a]\nsource = \"hello.wasm\"\n[[trigger.sqs]]\nqueue = \"x\"\ncomponent = \"a\"\n"
         ),
     );
-    assert_err(&e, &["unsupported field trigger.redis"]);
+    assert_err(
+        &e,
+        &[
+            "unsupported field trigger.sqs",
+            "trigger type `sqs` is not supported",
+        ],
+    );
 
     let e = err(
         &app,
