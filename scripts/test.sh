@@ -25,6 +25,8 @@ TEST_LOG="$(mktemp)"
 trap 'rm -f "$TEST_LOG"' EXIT
 cargo test --workspace 2>&1 | tee "$TEST_LOG"
 
+echo "==> container image and Kubernetes manifests"; scripts/check-deploy.sh
+
 echo "==> fuzzing every parser of untrusted input (bounded: 20 s per target)"
 scripts/fuzz.sh 20
 

@@ -21,7 +21,14 @@
 //!   doubling to 60 s, by the reconciler) while the version serving, if any, keeps serving.
 //! - Status: every transition is logged with app, reference and digest, and a JSON status file
 //!   (by default `<DIR>/.tauon-status.json`, replaced atomically) lists the running apps with
-//!   their resolved digests and the files in error.
+//!   their resolved digests and the files in error. A status file that cannot be written (a
+//!   read-only directory) is logged once, until a write succeeds again; tauon goes on without it.
+//! - A directory projected by kubelet (a ConfigMap or Secret volume) is followed: there each key
+//!   is a visible symlink `<key> -> ..data/<key>`, and an update writes a new hidden
+//!   timestamped directory and renames a `..data_tmp` link over `..data`, so an edit of an
+//!   existing key changes only hidden names. A change of `..data` therefore triggers a rescan
+//!   like a change of an app file, and app files are read through their symlinks (a link whose
+//!   target is gone is no app). Hidden names are never apps.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,6 +116,7 @@ struct Tauon {
     reconciler: Reconciler,
     dir: PathBuf,
     status_file: PathBuf,
+    status_writer: StatusWriter,
     files: BTreeMap<String, FileEntry>,
     last_status: Option<Status>,
 }
@@ -144,7 +152,12 @@ pub async fn run(
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
-                if event.paths.is_empty() || event.paths.iter().any(|p| is_app_file(p)) {
+                if event.paths.is_empty()
+                    || event
+                        .paths
+                        .iter()
+                        .any(|p| is_app_file(p) || is_projection_swap(p))
+                {
                     let _ = event_tx.send(());
                 }
             }
@@ -169,6 +182,7 @@ pub async fn run(
     let mut tauon = Tauon {
         reconciler: reconciler.clone(),
         dir: dir.clone(),
+        status_writer: StatusWriter::new(status_file.clone()),
         status_file,
         files: BTreeMap::new(),
         last_status: None,
@@ -226,6 +240,11 @@ fn is_app_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json") && n.len() > ".json".len())
+}
+
+/// kubelet's `..data` link, renamed over when a projected volume (ConfigMap, Secret) changes.
+fn is_projection_swap(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "..data")
 }
 
 /// The app files in `dir`, by key (absolute path), with their content and mtime.
@@ -406,13 +425,66 @@ impl Tauon {
         if self.last_status.as_ref() == Some(&status) {
             return;
         }
-        if let Err(err) = write_atomically(&self.status_file, &status) {
-            tracing::warn!(file = %self.status_file.display(), error = %err, "cannot write the status file");
-        }
+        self.status_writer.write(&status);
         self.last_status = Some(status);
     }
 }
 
+/// What became of one status write (logged by [`StatusWriter::write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusWrite {
+    /// Written, as the previous one was.
+    Written,
+    /// Written after failures (logged).
+    Recovered,
+    /// Not written (logged: the first failure).
+    Failed,
+    /// Not written, as the previous one was not (not logged again).
+    FailedAgain,
+}
+
+/// Writes the status file, logging a failure once (e.g. tauon's directory is a read-only
+/// ConfigMap volume and no `--status-file` moved it) rather than at every change.
+struct StatusWriter {
+    path: PathBuf,
+    failing: bool,
+}
+
+impl StatusWriter {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            failing: false,
+        }
+    }
+
+    fn write(&mut self, status: &Status) -> StatusWrite {
+        let outcome = match (write_atomically(&self.path, status), self.failing) {
+            (Ok(()), false) => StatusWrite::Written,
+            (Ok(()), true) => {
+                tracing::info!(file = %self.path.display(), "the status file is written again");
+                StatusWrite::Recovered
+            }
+            (Err(err), false) => {
+                tracing::warn!(
+                    file = %self.path.display(),
+                    error = %err,
+                    "cannot write the status file; tauon goes on without it (use --status-file \
+                     for a writable place; not logged again until a write succeeds)"
+                );
+                StatusWrite::Failed
+            }
+            (Err(err), true) => {
+                tracing::debug!(file = %self.path.display(), error = %err, "status file still not written");
+                StatusWrite::FailedAgain
+            }
+        };
+        self.failing = matches!(outcome, StatusWrite::Failed | StatusWrite::FailedAgain);
+        outcome
+    }
+}
+
+/// Write `status` to `path` through a temp file renamed over it; the temp file never stays.
 fn write_atomically(path: &Path, status: &Status) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
     json.push(b'\n');
@@ -421,37 +493,12 @@ fn write_atomically(path: &Path, status: &Status) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "tauon-status.json".into());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &json)?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::write(&tmp, &json).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_visible_json_files_are_apps() {
-        assert!(is_app_file(Path::new("/d/app.json")));
-        assert!(!is_app_file(Path::new("/d/.app.json")));
-        assert!(!is_app_file(Path::new("/d/.app.json.swp")));
-        assert!(!is_app_file(Path::new("/d/app.json~")));
-        assert!(!is_app_file(Path::new("/d/app.json.tmp")));
-        assert!(!is_app_file(Path::new("/d/app.toml")));
-        assert!(!is_app_file(Path::new("/d/.json")));
-        assert!(!is_app_file(Path::new("/d/.tauon-status.json")));
-    }
-
-    #[test]
-    fn scan_reads_app_files_and_skips_the_rest() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.json"), "{}").expect("write");
-        std::fs::write(dir.path().join(".b.json"), "{}").expect("write");
-        std::fs::write(dir.path().join("c.json~"), "{}").expect("write");
-        std::fs::create_dir(dir.path().join("d.json")).expect("mkdir");
-        let status = dir.path().join("status.json");
-        std::fs::write(&status, "{}").expect("write");
-        let found = scan(dir.path(), &status).expect("scan");
-        let names: Vec<_> = found.keys().cloned().collect();
-        assert_eq!(names, vec![dir.path().join("a.json").display().to_string()]);
-    }
-}
+mod tests;
