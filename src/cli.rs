@@ -65,9 +65,87 @@ pub struct LimitArgs {
     /// Open connections at once per listener; more wait in the kernel's backlog.
     #[arg(long, global = true, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// How apps that do not set `preload` load: `eager` (as soon as they are desired, checked
+    /// before they serve) or `lazy` (on their first request). Default: eager for `lepton FILE`
+    /// and `tauon`, lazy for `lepton serve`.
+    #[arg(long, global = true, value_enum)]
+    pub load: Option<LoadMode>,
+    /// Evict the least recently used idle apps while the compiled code of the loaded ones adds
+    /// up to more than this many MiB (they load again on their next request). Default: no
+    /// budget.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub app_memory_budget: Option<u64>,
+    /// Evict apps that had no request for this many seconds (0: never). Default: never for
+    /// `lepton FILE` and `tauon`, 900 for `lepton serve`.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub app_idle_timeout: Option<u64>,
+    /// Remove cache entries (pulled apps, assets, compiled components) that no running app
+    /// uses and no lepton sharing the cache dir has used for this many seconds (0: never remove;
+    /// what this process uses is still kept alive for the others).
+    #[arg(long, global = true, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=315_360_000))]
+    pub cache_gc_grace: u64,
+    /// Every this many seconds, mark what the running apps use in the cache as used, then
+    /// collect. Must be at most half of `--cache-gc-grace` (of every lepton sharing the cache).
+    #[arg(long, global = true, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub cache_gc_interval: u64,
+}
+
+/// When apps load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadMode {
+    /// As soon as they are in the desired state, checked before they serve.
+    Eager,
+    /// On their first request (routable at once).
+    Lazy,
+}
+
+/// Defaults that differ between the file modes and the service.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidencyDefaults {
+    /// Apps load eagerly unless `--load` or their `preload` says otherwise.
+    pub eager: bool,
+    /// Seconds without a request before an app is evicted, unless `--app-idle-timeout` says.
+    pub idle_timeout_s: Option<u64>,
 }
 
 impl LimitArgs {
+    /// Whether apps that do not say load eagerly, and when loaded apps are evicted.
+    pub fn residency(
+        &self,
+        defaults: ResidencyDefaults,
+    ) -> (bool, lepton_runtime::ResidencyConfig) {
+        let eager = self.load.map_or(defaults.eager, |m| m == LoadMode::Eager);
+        let idle = self
+            .app_idle_timeout
+            .or(defaults.idle_timeout_s)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs);
+        let budget = self.app_memory_budget.map(|mib| mib << 20);
+        (
+            eager,
+            lepton_runtime::ResidencyConfig {
+                memory_budget: budget,
+                idle_timeout: idle,
+            },
+        )
+    }
+
+    /// When the cache is kept alive and collected; a grace shorter than two intervals is refused
+    /// (entries in use could age out between two keep-alives).
+    pub fn cache_gc(&self) -> Result<lepton_supervisor::supervisor::GcConfig> {
+        if self.cache_gc_grace != 0 && self.cache_gc_grace < 2 * self.cache_gc_interval {
+            anyhow::bail!(
+                "--cache-gc-grace {} must be at least twice --cache-gc-interval {} (or 0: never remove)",
+                self.cache_gc_grace,
+                self.cache_gc_interval
+            );
+        }
+        Ok(lepton_supervisor::supervisor::GcConfig {
+            interval: Duration::from_secs(self.cache_gc_interval),
+            grace: (self.cache_gc_grace > 0).then(|| Duration::from_secs(self.cache_gc_grace)),
+        })
+    }
+
     /// The host-wide app limits.
     pub fn app_limits(&self) -> lepton_runtime::AppLimits {
         lepton_runtime::AppLimits {
@@ -186,6 +264,9 @@ pub fn raise_open_file_limit() {
 pub fn block_on(fut: impl Future<Output = Result<()>>) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Pulls hash and copy on the blocking pool; starting 1,000 apps at once must not make a
+        // thread each (compilations are gated apart: `CompileCache`). Excess work queues.
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt,
@@ -227,7 +308,10 @@ pub fn supervisor(
     limits: &LimitArgs,
     metrics: lepton_metrics::Metrics,
     self_ingress: Option<std::net::SocketAddr>,
+    residency: ResidencyDefaults,
 ) -> Result<AppSupervisor> {
+    let (preload_by_default, residency) = limits.residency(residency);
+    let gc = limits.cache_gc()?;
     // Absolute, so the file:// sources in resolved apps do not depend on the working directory.
     let cache_root = cache_dir.unwrap_or_else(OciCache::default_root);
     let cache_root = std::path::absolute(&cache_root)
@@ -245,6 +329,9 @@ pub fn supervisor(
             connection_limits: limits.connection_limits(),
             metrics,
             self_ingress,
+            preload_by_default,
+            residency,
+            gc: Some(gc),
         },
     ))
 }

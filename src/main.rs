@@ -56,6 +56,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the apps of a running `lepton serve` through its admin API.
     Apps(apps::AppsArgs),
+    /// Maintain the cache dir (`--cache-dir`).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Remove what no lepton has used for `--cache-gc-grace` seconds (running leptons keep
+    /// what their apps use fresh; nothing is removed while one is loading an app).
+    Gc,
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +102,9 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Some(Command::Apps(args)) => apps::run(args).await,
+        Some(Command::Cache {
+            command: CacheCommand::Gc,
+        }) => cache_gc(cli.cache_dir, &cli.limits).await,
         None => {
             serve(
                 &cli.file,
@@ -101,6 +116,38 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// `lepton cache gc`: one collection of the whole cache, keeping only what was used recently.
+async fn cache_gc(cache_dir: Option<PathBuf>, limits: &cli::LimitArgs) -> Result<()> {
+    // One collection: no keep-alive interval to check the grace against.
+    if limits.cache_gc_grace == 0 {
+        bail!("--cache-gc-grace 0 removes nothing");
+    }
+    let grace = Duration::from_secs(limits.cache_gc_grace);
+    let root = cache_dir.unwrap_or_else(lepton_oci::OciCache::default_root);
+    let cache = lepton_oci::OciCache::new(root.clone());
+    let (registry, compiled) = tokio::task::spawn_blocking(move || {
+        let none = std::collections::HashSet::new();
+        let registry = cache.collect(&lepton_oci::Keep::new(), grace);
+        let compiled =
+            lepton_runtime::compile_cache::gc::collect_compiled(cache.root(), &none, grace);
+        (registry, compiled)
+    })
+    .await?;
+    let registry = registry.with_context(|| format!("collecting {}", root.display()))?;
+    if registry.busy {
+        println!("the cache is in use by a load; pulled apps were not collected (try again)");
+    }
+    println!(
+        "removed {} manifests, {} blobs, {} assets dirs, {} compiled components: {} bytes freed",
+        registry.manifests,
+        registry.blobs,
+        registry.assets,
+        compiled.artifacts,
+        registry.bytes + compiled.bytes
+    );
+    Ok(())
 }
 
 async fn serve(
@@ -122,6 +169,10 @@ async fn serve(
         limits,
         lepton_metrics::Metrics::new(),
         None,
+        cli::ResidencyDefaults {
+            eager: true,
+            idle_timeout_s: None,
+        },
     )?;
 
     let total = manifest.apps.len();
@@ -160,10 +211,17 @@ async fn serve(
     for app in &running {
         // Manifest apps always have an address of their own (checked at load).
         let address = app.address.map(|a| a.to_string()).unwrap_or_default();
-        println!(
-            "Serving http://{address} ({} from {}, {})",
-            app.name, app.reference, app.digest
-        );
+        if app.digest.is_empty() {
+            println!(
+                "Serving http://{address} ({} from {}, loaded on its first request)",
+                app.name, app.reference
+            );
+        } else {
+            println!(
+                "Serving http://{address} ({} from {}, {})",
+                app.name, app.reference, app.digest
+            );
+        }
         let l = &app.limits;
         println!(
             "  limits: request_timeout_ms={} memory_mib={} max_concurrent_requests={} max_queued_requests={} max_request_body_bytes={}",

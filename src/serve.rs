@@ -103,6 +103,10 @@ pub async fn run(
         limits,
         metrics.clone(),
         self_ingress,
+        cli::ResidencyDefaults {
+            eager: false,
+            idle_timeout_s: Some(900),
+        },
     )?;
     let mut issuer = None;
     if !secure.is_empty() {

@@ -65,6 +65,10 @@ async fn run(args: Cli) -> Result<()> {
         &args.limits,
         lepton_metrics::Metrics::new(),
         None,
+        cli::ResidencyDefaults {
+            eager: true,
+            idle_timeout_s: None,
+        },
     )?;
     let opts = TauonOptions {
         dir: args.dir,

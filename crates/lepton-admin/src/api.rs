@@ -251,12 +251,21 @@ impl AdminApi {
     /// An app's document: what is stored, what this node observes, what every node recorded.
     async fn document(&self, app: &StoredApp) -> Value {
         let status = self.source.reconciler().status().borrow().clone();
+        // Live: digest, routes and load state change as the app loads and is evicted.
+        let live = self.source.reconciler().supervisor().app_status(&app.name);
         let local = status.keys.get(&app.name).map(|key| {
-            let running = status.running.iter().find(|r| r.key == app.name);
+            let running = live.as_ref();
             let observed = observe(&app.name, key, &status);
+            let load = running.map(|r| match &r.load {
+                lepton_supervisor::ResidentState::Failed { message } => {
+                    json!({ "state": "failed", "error": message })
+                }
+                other => json!({ "state": other.name() }),
+            });
             json!({
                 "state": observed.state,
-                "digest": observed.digest,
+                "load": load,
+                "digest": running.map(|r| r.digest.clone()).filter(|d| !d.is_empty()).or(observed.digest),
                 "error": observed.error,
                 "address": running.and_then(|r| r.address).map(|a| a.to_string()),
                 "hosts": running.map(|r| r.hosts.clone()).unwrap_or_default(),

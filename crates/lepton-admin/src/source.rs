@@ -235,7 +235,7 @@ impl DbSource {
 
 /// What this node observes of key `name`.
 pub fn observe(name: &str, key: &KeyStatus, all: &ReconcileStatus) -> ObservedStatus {
-    let running = all.running.iter().find(|r| r.key == name);
+    let running = all.running_app(name);
     let mut addresses: Vec<String> = running
         .and_then(|r| r.address)
         .map(|a| format!("http://{a}"))
@@ -251,7 +251,8 @@ pub fn observe(name: &str, key: &KeyStatus, all: &ReconcileStatus) -> ObservedSt
             KeyState::Failed | KeyState::Invalid | KeyState::Conflicted => "failed",
         }
         .to_string(),
-        digest: running.map(|r| r.digest.clone()),
+        // Unknown until the app has loaded once (lazy apps).
+        digest: running.map(|r| r.digest.clone()).filter(|d| !d.is_empty()),
         error: key.error.clone(),
         addresses,
         updated_at_unix_ms: std::time::SystemTime::now()

@@ -23,6 +23,10 @@
 //! | `lepton_app_state` | gauge | `app`, `state` ([`AppState`]) |
 //! | `lepton_app_pull_duration_seconds` | histogram (100 ms … 10 min) | `app`, `result` (`ok`, `error`) |
 //! | `lepton_app_compile_duration_seconds` | histogram (10 ms … 2 min) | `app` |
+//! | `lepton_app_loads_total` | counter | (loads of apps on demand or preloaded, reloads after eviction) |
+//! | `lepton_app_evictions_total` | counter | (loaded apps evicted: idle timeout, memory budget) |
+//! | `lepton_apps_loaded` | gauge | (apps loaded now) |
+//! | `lepton_apps_loaded_code_bytes` | gauge | (compiled code the loaded apps map, as the memory budget counts it) |
 //! | `process_*` | | CPU, memory, fds, start time, threads |
 
 #![warn(missing_docs)]
@@ -59,6 +63,8 @@ pub struct Metrics {
 struct Inner {
     /// Holds the collectors; encoded on every scrape.
     registry: Registry,
+    /// Process-wide loading and eviction counters.
+    residency: ResidencyMetrics,
     /// Every app's series, shared with the app collector.
     apps: Arc<AppTable>,
 }
@@ -85,9 +91,39 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(AppCollector::new(Arc::clone(&apps))));
         registry.register_collector(Box::new(ProcessCollector));
+        let residency = ResidencyMetrics::default();
+        registry.register(
+            "lepton_app_loads",
+            "Loads of apps (first loads and reloads after eviction)",
+            residency.loads.clone(),
+        );
+        registry.register(
+            "lepton_app_evictions",
+            "Loaded apps evicted (idle timeout or memory budget)",
+            residency.evictions.clone(),
+        );
+        registry.register(
+            "lepton_apps_loaded",
+            "Apps loaded now",
+            residency.loaded.clone(),
+        );
+        registry.register(
+            "lepton_apps_loaded_code_bytes",
+            "Bytes of compiled code the loaded apps map, as the memory budget counts them",
+            residency.code_bytes.clone(),
+        );
         Metrics {
-            inner: Arc::new(Inner { registry, apps }),
+            inner: Arc::new(Inner {
+                registry,
+                apps,
+                residency,
+            }),
         }
+    }
+
+    /// The process-wide loading and eviction series, for the residency to record into.
+    pub fn residency(&self) -> ResidencyMetrics {
+        self.inner.residency.clone()
     }
 
     /// The handle the request path of `app` records into. Take it once per app (it is cheap to
@@ -147,6 +183,19 @@ impl Metrics {
     pub fn set_app_state(&self, app: &str, state: AppState) {
         self.inner.apps.get_or_create(app).set_state(state);
     }
+}
+
+/// Process-wide loading and eviction series; clones share them.
+#[derive(Clone, Default, Debug)]
+pub struct ResidencyMetrics {
+    /// `lepton_app_loads_total`.
+    pub loads: prometheus_client::metrics::counter::Counter,
+    /// `lepton_app_evictions_total`.
+    pub evictions: prometheus_client::metrics::counter::Counter,
+    /// `lepton_apps_loaded`.
+    pub loaded: prometheus_client::metrics::gauge::Gauge,
+    /// `lepton_apps_loaded_code_bytes`.
+    pub code_bytes: prometheus_client::metrics::gauge::Gauge,
 }
 
 #[cfg(test)]

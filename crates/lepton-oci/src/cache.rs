@@ -40,7 +40,7 @@ pub struct OciCache {
 }
 
 /// `registry/.lock`: held shared by every load, exclusively only to sweep (see the module docs).
-const LOCK_FILE: &str = ".lock";
+pub(crate) const LOCK_FILE: &str = ".lock";
 /// The name prefix of the temp files and dirs of atomic writes.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 /// The name prefix of invalid asset dirs moved aside before they are deleted.
@@ -80,7 +80,7 @@ impl OciCache {
         &self.root
     }
 
-    fn registry_dir(&self) -> PathBuf {
+    pub(crate) fn registry_dir(&self) -> PathBuf {
         self.root.join("registry")
     }
 

@@ -8,6 +8,8 @@
 //!   cache when the registry is unreachable.
 //! - The result is a runnable [`lepton_app::LockedApp`] whose sources are `file://` URLs of
 //!   verified content ([`LoadedApp`]).
+//! - [`gc`] keeps what running apps use fresh and removes cache entries no process has used for
+//!   a grace period, safely while other processes share the cache.
 
 mod archive;
 mod cache;
@@ -17,6 +19,7 @@ mod error;
 /// Wrappers around crate-private parsers for the fuzz targets in `fuzz/`; not a stable API.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gc;
 mod loader;
 mod locks;
 mod media;
@@ -27,6 +30,7 @@ mod resolve;
 
 pub use cache::OciCache;
 pub use error::{OciError, error_chain};
+pub use gc::{GcReport, Keep};
 pub use loader::{AppLoader, LoadSource, LoadedApp};
 pub use media::{
     ARCHIVE_MEDIA_TYPE, DATA_MEDIA_TYPE, IMAGE_CONFIG_MEDIA_TYPE, LOCKED_APP_DIGEST_LABEL,

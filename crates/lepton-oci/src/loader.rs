@@ -82,7 +82,8 @@ impl AppLoader {
             match self.read_cached(&parsed).await? {
                 Ok(fetched) => match self.runnable(&name, fetched).await {
                     Ok((fetched, locked)) => {
-                        return Ok(self.loaded(name, fetched, locked, LoadSource::CacheOnly));
+                        let loaded = self.loaded(name, fetched, locked, LoadSource::CacheOnly);
+                        return Ok(self.keep_alive(&parsed, loaded).await);
                     }
                     Err(e) => {
                         warn!(reference = %name, error = %error_chain(&e), "cached copy of the pinned app is unusable; fetching it from the registry");
@@ -120,7 +121,23 @@ impl AppLoader {
             Err(e) => return Err(e),
         };
         let (fetched, locked) = self.runnable(&name, fetched).await?;
-        Ok(self.loaded(name, fetched, locked, source))
+        let loaded = self.loaded(name, fetched, locked, source);
+        Ok(self.keep_alive(&parsed, loaded).await)
+    }
+
+    /// Marks what `loaded` uses in the cache as used now, while the load still holds the cache:
+    /// another process's collection never takes what a load just read (see [`crate::gc`]).
+    async fn keep_alive(&self, reference: &oci_client::Reference, loaded: LoadedApp) -> LoadedApp {
+        let cache = self.cache.clone();
+        let mut keep = crate::gc::Keep::new();
+        keep.add_reference(reference.clone()).loaded(&loaded);
+        // Best effort: a failure to touch only makes the entries look older than they are.
+        let _ = blocking("marking the app's cache entries used", move || {
+            cache.keep_alive(&keep);
+            Ok(())
+        })
+        .await;
+        loaded
     }
 
     /// A shared hold on the cache for one load (its temp files are safe from other processes'

@@ -26,9 +26,9 @@ use crate::locks::KeyedLocks;
 use crate::media::{ARCHIVE_MEDIA_TYPE, PARALLEL_BLOBS, SPIN_APPLICATION_MEDIA_TYPE, is_wasm};
 use crate::progress::PullProgress;
 
-const MANIFEST_FILE: &str = "manifest.json";
-const LOCKED_FILE: &str = "config.json";
-const DIGEST_FILE: &str = "digest";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const LOCKED_FILE: &str = "config.json";
+pub(crate) const DIGEST_FILE: &str = "digest";
 
 /// An artifact whose manifest and locked app are in the cache and verified.
 pub(crate) struct Fetched {

@@ -3,11 +3,20 @@
 //!
 //! Everything that can fail about a component fails here, before any listener is bound: an
 //! unreadable source, a compile error, an import lepton does not provide (the error names the
-//! interface), or a missing or ambiguous HTTP handler export.
+//! interface), or a missing or ambiguous handler export for a trigger that uses the component.
 //!
-//! Handler detection follows Spin (facts §3.4): exactly one of `wasi:http/incoming-handler@0.2`,
-//! `wasi:http/handler@0.3` or the unversioned `fermyon:spin/inbound-http`; a component with none
-//! of them that exports `wasi:cli/run` is a command, which only the WAGI executor can serve.
+//! HTTP handler detection follows Spin (facts §3.4): exactly one of
+//! `wasi:http/incoming-handler@0.2`, `wasi:http/handler@0.3` or the unversioned
+//! `fermyon:spin/inbound-http`; a component with none of them that exports `wasi:cli/run` is a
+//! command, which only the WAGI executor can serve. It is required of every component an HTTP
+//! trigger uses, and of every component no trigger uses (as before non-HTTP triggers existed).
+//!
+//! The other triggers' exports ([`ComponentExports`]) are detected by name and required of the
+//! components their triggers use, so a mistake fails the load rather than every message (Spin
+//! only finds out per message, facts §8.3): a Redis trigger needs exactly one of
+//! `fermyon:spin/inbound-redis` (spin-sdk 2.x–5.x) and `spin:redis/inbound-redis@3.x` (spin-sdk
+//! 6+), a cron trigger the `spin-trigger-cron` plugin's top-level `handle-cron-event`. Their
+//! signatures are checked by the trigger crates when they bind the typed export.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +35,7 @@ use std::time::Instant;
 use crate::compile_cache::CompileCache;
 use crate::cpu::{AppCpu, CpuScheduler};
 use crate::engine::RuntimeEngine;
+use crate::exports::{ComponentExports, TriggerUses, detect_exports};
 use crate::host::{HostState, OutboundHttpHooks};
 use crate::limits::{AppLimits, CutOff, InstanceBudget, TickPolicy};
 use crate::logs::ComponentLogs;
@@ -69,6 +79,7 @@ impl ComponentPre {
 pub struct PreparedComponent {
     id: String,
     kind: ComponentHandlerKind,
+    exports: ComponentExports,
     proxy_pre: ComponentPre,
     instance_pre: InstancePre<HostState>,
     exports_command: bool,
@@ -81,6 +92,8 @@ pub struct PreparedComponent {
     outbound: Arc<lepton_outbound::OutboundHttp>,
     services: Arc<lepton_outbound_services::ServicesConfig>,
     guard: VersionGuard,
+    /// Keeps the compiled code shared in the process while this component lives.
+    _compiled: crate::compile_cache::CompiledHold,
 }
 
 /// What every store of one app version shares for enforcing its limits.
@@ -101,9 +114,22 @@ impl PreparedComponent {
         &self.id
     }
 
-    /// The handler export detected at load.
+    /// The HTTP handler export detected at load. A component that only non-HTTP triggers use
+    /// and that has no HTTP handler reports [`ComponentHandlerKind::Command`] here without
+    /// exporting `wasi:cli/run` ([`Self::exports_command`] is `false`); [`Self::exports`] tells
+    /// it apart (`http: None`). No HTTP trigger uses such a component: the load refuses that.
     pub fn kind(&self) -> ComponentHandlerKind {
         self.kind
+    }
+
+    /// Every trigger export detected at load (HTTP, Redis, cron).
+    pub fn exports(&self) -> ComponentExports {
+        self.exports
+    }
+
+    /// The app's name (for logs).
+    pub fn app_name(&self) -> &str {
+        &self.guard.app
     }
 
     /// The app's data host state (variables, key-value, SQLite, runtime config), shared by
@@ -128,6 +154,13 @@ impl PreparedComponent {
     /// The untyped pre-instance (for the legacy Spin and WAGI executors).
     pub fn instance_pre(&self) -> &InstancePre<HostState> {
         &self.instance_pre
+    }
+
+    /// Bytes of compiled code this component maps (shared with every other user of the same
+    /// compiled component in the process).
+    pub fn code_bytes(&self) -> usize {
+        let range = self.instance_pre.component().image_range();
+        (range.end as usize).saturating_sub(range.start as usize)
     }
 
     /// Whether the component exports `wasi:cli/run@0.2.x` (what the WAGI executor calls).
@@ -207,6 +240,7 @@ impl PreparedComponent {
             scheduler: guard.scheduler.clone(),
             cpu: guard.cpu.clone(),
             ticks: 0,
+            deadline_seen: None,
         };
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| policy.on_tick(ctx.data().deadline));
@@ -250,6 +284,7 @@ pub struct AppConfig {
 /// All components of one app version, prepared.
 pub struct RuntimeApp {
     components: Vec<Arc<PreparedComponent>>,
+    data: Arc<lepton_host::AppHost>,
     chaining: Arc<lepton_outbound::LocalDispatchSlot>,
     limits: AppLimits,
     cut_off: CutOff,
@@ -289,14 +324,24 @@ impl RuntimeApp {
         };
         for component in &locked.components {
             let outbound = outbound_http(config, component, &data, &blocked, &chaining)?;
-            let mut prepared =
-                prepare_component(engine, cache, component, log_dir, &data, guard.clone()).await?;
+            let uses = TriggerUses::of(locked, &component.id);
+            let mut prepared = prepare_component(
+                engine,
+                cache,
+                component,
+                uses,
+                log_dir,
+                &data,
+                guard.clone(),
+            )
+            .await?;
             prepared.outbound = Arc::new(outbound);
             prepared.services = services_config(&prepared.outbound, &data);
             components.push(Arc::new(prepared));
         }
         Ok(Self {
             components,
+            data,
             chaining,
             limits: config.limits,
             cut_off: guard.cut_off,
@@ -340,12 +385,26 @@ impl RuntimeApp {
     pub fn components(&self) -> &[Arc<PreparedComponent>] {
         &self.components
     }
+
+    /// The app's data host state, shared by its components: `app_host().variables()` resolves
+    /// app variables and renders `{{ variable }}` templates (a Redis trigger's address and
+    /// channel).
+    pub fn app_host(&self) -> &Arc<lepton_host::AppHost> {
+        &self.data
+    }
+
+    /// Bytes of compiled code its components map (what evicting the app can give back when no
+    /// other app shares them).
+    pub fn code_bytes(&self) -> u64 {
+        self.components.iter().map(|c| c.code_bytes() as u64).sum()
+    }
 }
 
 async fn prepare_component(
     engine: &RuntimeEngine,
     cache: &CompileCache,
     component: &LockedComponent,
+    uses: TriggerUses,
     log_dir: &Path,
     data: &Arc<lepton_host::AppHost>,
     guard: VersionGuard,
@@ -354,18 +413,13 @@ async fn prepare_component(
     let wasm_path = file_url_path(&id, component.source.content.source.as_deref())?;
     let digest = component.source.content.digest.clone();
 
-    let compiled = {
-        let engine = engine.engine().clone();
-        let cache = cache.clone();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || cache.load(&engine, &id, &wasm_path, digest.as_deref()))
-            .await
-            .map_err(|e| RuntimeError::Compile {
-                component: component.id.clone(),
-                reason: format!("compile task failed: {e}"),
-            })??
-    };
-    let (compiled, _outcome): (Component, _) = compiled;
+    let crate::compile_cache::Compiled {
+        component: compiled,
+        hold: compiled_hold,
+        ..
+    } = cache
+        .load_async(engine.engine(), &id, &wasm_path, digest.as_deref())
+        .await?;
 
     let instance_pre =
         engine
@@ -378,7 +432,14 @@ async fn prepare_component(
 
     let exports_command =
         wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre.clone()).is_ok();
-    let (kind, proxy_pre) = detect_handler(&id, &compiled, &instance_pre, exports_command)?;
+    let (kind, proxy_pre, exports) = detect_exports(
+        &id,
+        engine.engine(),
+        &compiled,
+        &instance_pre,
+        exports_command,
+        uses,
+    )?;
     let ai_models =
         lepton_host_unsupported::UnsupportedHost::ai_models_from_metadata(&component.metadata);
 
@@ -411,6 +472,7 @@ async fn prepare_component(
     Ok(PreparedComponent {
         id,
         kind,
+        exports,
         proxy_pre,
         instance_pre,
         exports_command,
@@ -423,6 +485,7 @@ async fn prepare_component(
         outbound: Arc::new(lepton_outbound::OutboundHttp::deny_all()),
         services: Arc::new(lepton_outbound_services::ServicesConfig::deny_all()),
         guard,
+        _compiled: compiled_hold,
     })
 }
 
@@ -496,7 +559,7 @@ fn outbound_http(
 }
 
 /// Find the one handler export (Spin's rule, facts §3.4), or a command when there is none.
-fn detect_handler(
+pub(crate) fn detect_handler(
     id: &str,
     compiled: &Component,
     instance_pre: &InstancePre<HostState>,

@@ -17,21 +17,27 @@
 //! - [`cpu`]: the fair share of CPU between apps (lanes for CPU-bound requests).
 //! - [`logs`]: per-app capture of component stdout/stderr.
 //! - [`app`]: turning a runnable locked app into prepared components.
+//! - [`exports`]: the Redis and cron handler exports, and which components must have them.
+//! - [`residency`]: loading apps when first needed and evicting idle ones.
 
 pub mod app;
 pub mod compile_cache;
 pub mod componentize;
 pub mod cpu;
 pub mod engine;
+pub mod exports;
 pub mod host;
 pub mod limits;
 pub mod logs;
+pub mod residency;
 
 pub use app::{AppConfig, ComponentHandlerKind, ComponentPre, PreparedComponent, RuntimeApp};
 pub use compile_cache::CompileCache;
 pub use engine::{PoolingMode, RuntimeEngine, RuntimeEngineConfig};
+pub use exports::{ComponentExports, RedisHandlerKind};
 pub use host::HostState;
 pub use limits::{AppLimits, CutOff, GuestStopped, enforced as limits_enforced};
+pub use residency::{LoadFailed, Loaded, Residency, ResidencyConfig, Resident, ResidentState};
 
 /// Errors raised while building the engine or preparing an app's components.
 #[derive(Debug, thiserror::Error)]

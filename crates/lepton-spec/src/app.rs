@@ -7,8 +7,10 @@
 //! Optional per-app fields: `name`, `variables` (a map of app variable values, the highest-priority
 //! variables provider), `runtime_config` (a path to a Spin `runtime-config.toml`, resolved
 //! against the manifest's directory), `limits` (see [`crate::limits`]), `hosts` (names the
-//! app answers to on a shared ingress, see [`crate::hosts`]) and, for `lepton serve` only, `tls`
-//! (the certificate its hosts are served with over HTTPS, see [`crate::tls`]).
+//! app answers to on a shared ingress, see [`crate::hosts`]), `preload` (`true`: load the app
+//! as soon as it is in the desired state; `false`: on its first request; absent: the host's
+//! `--load` default) and, for `lepton serve` only, `tls` (the certificate its hosts are served
+//! with over HTTPS, see [`crate::tls`]).
 //!
 //! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file. The
 //! admin API's `PUT /v1/apps/{name}` body ([`parse_api_app`]) is the same object, where
@@ -49,6 +51,8 @@ pub struct AppSpec {
     pub runtime_config: Option<PathBuf>,
     /// The limits this app sets; the rest come from the host-wide defaults.
     pub limits: LimitOverrides,
+    /// Load at once (`true`) or on first request (`false`); `None`: the host's default.
+    pub preload: Option<bool>,
 }
 
 /// A problem with a manifest; the message names the file, the field and the app.
@@ -149,6 +153,8 @@ pub struct RawApp {
     runtime_config: Option<String>,
     #[serde(default)]
     limits: Option<serde_json::Value>,
+    #[serde(default)]
+    preload: Option<bool>,
 }
 
 /// A parsed, validated manifest.
@@ -448,6 +454,7 @@ fn check_app(
                 variables: app.variables,
                 runtime_config,
                 limits,
+                preload: app.preload,
             })
         }
         _ => None,

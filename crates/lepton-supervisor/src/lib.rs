@@ -12,6 +12,7 @@ pub mod reconciler;
 pub mod supervisor;
 pub mod tauon;
 
+pub use lepton_runtime::{Residency, ResidencyConfig, ResidentState};
 pub use lepton_spec::{AppSpec, ConfigError, LimitOverrides, Manifest, parse_app_file};
 /// The desired-state model (re-exported from `lepton-spec`).
 pub use lepton_spec::{app as spec, limits};

@@ -103,7 +103,7 @@ pub struct RunningAppStatus {
     pub name: String,
     /// The reference it was started from.
     pub reference: String,
-    /// The manifest digest it resolved to.
+    /// The manifest digest it resolved to (empty until its first load).
     pub digest: String,
     /// The address it serves on by itself, if any.
     pub address: Option<SocketAddr>,
@@ -111,12 +111,15 @@ pub struct RunningAppStatus {
     pub hosts: Vec<String>,
     /// Its state directory.
     pub state_dir: PathBuf,
-    /// Its routes, as written.
+    /// Its routes, as written (empty until its first load).
     pub routes: Vec<String>,
     /// Whether it was served from the cache because the registry was unreachable.
     pub from_cache_only: bool,
     /// The limits it runs with (its own over the host-wide defaults).
     pub limits: lepton_runtime::AppLimits,
+    /// Whether it is loaded: `idle` (routable; loads on its next request), `loading`,
+    /// `loaded` or `failed` (its last load failed; requests get 503 and retry it).
+    pub load: lepton_runtime::ResidentState,
 }
 
 /// What an [`AppSupervisor::apply`] did.

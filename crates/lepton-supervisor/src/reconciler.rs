@@ -115,16 +115,27 @@ pub struct KeyStatus {
 pub struct ReconcileStatus {
     /// Every key a source has set (and not made absent), by key.
     pub keys: BTreeMap<String, KeyStatus>,
-    /// What is serving now, by key.
+    /// What is serving now, sorted by key ([`ReconcileStatus::running_app`] finds one).
     pub running: Vec<RunningAppStatus>,
 }
 
 impl ReconcileStatus {
+    /// The running app with key `key`, if any.
+    pub fn running_app(&self, key: &str) -> Option<&RunningAppStatus> {
+        self.running
+            .binary_search_by(|r| r.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.running[i])
+    }
+
     /// Every key has been tried at least once (a readiness probe's question).
     pub fn settled(&self) -> bool {
         self.keys.values().all(|k| k.tried)
     }
 }
+
+/// The most events handled between two publications.
+const BATCH: usize = 4096;
 
 /// The first and the longest wait before reloading an app that failed to load.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -273,6 +284,26 @@ impl Task {
                 },
                 Some(d) = done.recv() => self.finished(d),
                 () = sleep_until(retry) => self.retry_due(),
+            }
+            // Take whatever else is ready before publishing: publishing builds the whole
+            // picture, so one per burst (10,000 apps starting at once) instead of one per event.
+            for _ in 0..BATCH {
+                if let Ok(d) = done.try_recv() {
+                    self.finished(d);
+                } else if let Ok(command) = commands.try_recv() {
+                    match command {
+                        Command::Set {
+                            key,
+                            desired,
+                            reply,
+                        } => self.set(key, desired, reply),
+                        Command::Rename { from, to, reply } => {
+                            let _ = reply.send(self.rename(&from, &to));
+                        }
+                    }
+                } else {
+                    break;
+                }
             }
             self.publish();
             for (reply, outcome) in self.replies.drain(..) {

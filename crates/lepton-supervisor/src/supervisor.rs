@@ -10,7 +10,12 @@
 //! Starting or replacing an app is: claim its address and state_dir (refused, naming the other
 //! key, when another app holds either) → pull (through the content-addressed cache) → prepare its
 //! components on the shared engine → instantiate each once as a check → build its HTTP router →
-//! serve. A replace on the same address publishes the new version in the listener's `watch`
+//! serve. That is a *preloaded* start (`"preload": true`, or the host's default); otherwise the
+//! app is routable at once and all of that but the claims happens on its first request (see
+//! [`lepton_runtime::residency`]: one load shared by concurrent first requests, idle versions
+//! evicted under a memory budget and an idle timeout, loaded again on their next request). A
+//! replace of a version that is loaded prepares the new one first either way, so a version that
+//! cannot start never replaces one that serves. A replace on the same address publishes the new version in the listener's `watch`
 //! channel: new requests see it at once while in-flight ones finish on the old version, which is
 //! released when the last of them is done (waited for up to the drain timeout, after which the
 //! requests still running on it are cut off). A replace that
@@ -25,26 +30,31 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lepton_oci::AppLoader;
-use lepton_runtime::{AppLimits, CompileCache, RuntimeEngine};
+use lepton_runtime::{AppLimits, CompileCache, Residency, ResidencyConfig, RuntimeEngine};
 use lepton_trigger_http::tls::TlsFiles;
 use lepton_trigger_http::{
     AppFront, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+mod claims;
+mod gc;
 mod prepare;
+mod version;
 
 use crate::outcome::log_transition;
 pub use crate::outcome::{LoadFailure, RunningAppStatus, StartError, Transition};
-use lepton_spec::{AppSpec, addresses_conflict};
-use prepare::prepare;
+use claims::{ClaimBook, Claims};
+pub use gc::GcConfig;
+use lepton_spec::AppSpec;
+use prepare::{Check, prepare};
+use version::{Version, pull};
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]
@@ -60,6 +70,13 @@ pub struct SupervisorConfig {
     /// A shared plain-HTTP ingress that self requests of apps without an address of their own go
     /// through (with one of their hosts as `Host`); without one they are refused.
     pub self_ingress: Option<SocketAddr>,
+    /// Whether apps that do not say (`preload`) load as soon as they are desired (`true`) or on
+    /// their first request.
+    pub preload_by_default: bool,
+    /// When loaded apps are evicted.
+    pub residency: ResidencyConfig,
+    /// When the cache is kept alive and collected (`None`: never; see [`GcConfig`]).
+    pub gc: Option<GcConfig>,
 }
 
 impl Default for SupervisorConfig {
@@ -70,51 +87,21 @@ impl Default for SupervisorConfig {
             connection_limits: ConnectionLimits::default(),
             metrics: lepton_metrics::Metrics::new(),
             self_ingress: None,
+            preload_by_default: true,
+            residency: ResidencyConfig::default(),
+            gc: Some(GcConfig::default()),
         }
     }
 }
 
 struct RunningApp {
     spec: AppSpec,
+    /// Its status but for what loading finds (digest, routes) and its load state.
     status: RunningAppStatus,
-    current: watch::Sender<Arc<HttpApp>>,
+    version: Version,
+    current: watch::Sender<lepton_runtime::Resident<HttpApp>>,
     /// Its own listener (stop switch and task), if it has an address.
     listener: Option<(watch::Sender<bool>, JoinHandle<()>)>,
-}
-
-/// What an app claims: its own address, its data and its hosts.
-#[derive(Debug, Clone)]
-struct Claims {
-    address: Option<SocketAddr>,
-    state_dir: PathBuf,
-    hosts: Vec<String>,
-}
-
-impl Claims {
-    fn of(spec: &AppSpec) -> Self {
-        Self {
-            address: spec.address,
-            state_dir: spec.state_dir.clone(),
-            hosts: spec.hosts.clone(),
-        }
-    }
-}
-
-/// What one key holds or is about to hold, for conflict checks.
-#[derive(Debug, Clone, Default)]
-struct Holdings {
-    running: Option<Claims>,
-    executing: Option<Claims>,
-    latest: Option<Claims>,
-}
-
-impl Holdings {
-    fn iter(&self) -> impl Iterator<Item = &Claims> {
-        self.running
-            .iter()
-            .chain(self.executing.iter())
-            .chain(self.latest.iter())
-    }
 }
 
 /// Per-key serialization.
@@ -128,7 +115,7 @@ struct Slot {
 #[derive(Default)]
 struct State {
     slots: HashMap<String, Arc<Slot>>,
-    holdings: HashMap<String, Holdings>,
+    holdings: ClaimBook,
     running: HashMap<String, RunningApp>,
     /// Each app's gate and metrics, kept across its versions (and address moves).
     fronts: HashMap<String, AppFront>,
@@ -143,6 +130,26 @@ struct Inner {
     state: Mutex<State>,
     /// Hosts → apps, for the shared ingress; republished whenever a running app changes.
     hosts: watch::Sender<Arc<HostTable>>,
+    /// Asks for (and reports) republishing `hosts`, one rebuild for a burst of changes.
+    publisher: HostPublisher,
+    /// Which versions are loaded; evicts idle ones.
+    residency: Residency,
+}
+
+/// Coalesces host table rebuilds: each change takes a number and waits until a rebuild that
+/// started after it has been published (with 10,000 apps starting at once, one rebuild covers
+/// many of them instead of one each).
+struct HostPublisher {
+    wanted: AtomicU64,
+    wake: Arc<Notify>,
+    done: watch::Sender<u64>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Ends the publisher task.
+        self.publisher.wake.notify_one();
+    }
 }
 
 impl Inner {
@@ -161,6 +168,8 @@ pub struct AppSupervisor {
 struct ReadyApp {
     digest: String,
     from_cache_only: bool,
+    /// Bytes of compiled code it maps (its weight in the memory budget).
+    footprint: u64,
     http: HttpApp,
 }
 
@@ -172,16 +181,40 @@ impl AppSupervisor {
         compile_cache: CompileCache,
         config: SupervisorConfig,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                engine,
-                loader,
-                compile_cache,
-                config,
-                state: Mutex::new(State::default()),
-                hosts: watch::Sender::new(Arc::new(HostTable::new())),
-            }),
-        }
+        let residency = Residency::with_metrics(config.residency, config.metrics.residency());
+        let inner = Arc::new(Inner {
+            engine,
+            loader,
+            compile_cache,
+            config,
+            state: Mutex::new(State::default()),
+            hosts: watch::Sender::new(Arc::new(HostTable::new())),
+            publisher: HostPublisher {
+                wanted: AtomicU64::new(0),
+                wake: Arc::new(Notify::new()),
+                done: watch::Sender::new(0),
+            },
+            residency,
+        });
+        let weak = Arc::downgrade(&inner);
+        let wake = inner.publisher.wake.clone();
+        tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let generation = inner.publisher.wanted.load(Ordering::SeqCst);
+                let table = host_table(&inner.state());
+                inner.hosts.send_replace(Arc::new(table));
+                inner.publisher.done.send_replace(generation);
+            }
+        });
+        gc::spawn(&inner);
+        Self { inner }
+    }
+
+    /// Which versions are loaded, and their eviction.
+    pub fn residency(&self) -> &Residency {
+        &self.inner.residency
     }
 
     /// Hosts → apps, for shared ingress listeners ([`ServeTarget::Hosts`]).
@@ -238,9 +271,7 @@ impl AppSupervisor {
         }
         state.slots.remove(from);
         state.slots.insert(to.to_string(), slot);
-        if let Some(h) = state.holdings.remove(from) {
-            state.holdings.insert(to.to_string(), h);
-        }
+        state.holdings.rename(from, to);
         if let Some(mut app) = state.running.remove(from) {
             app.status.key = to.to_string();
             tracing::info!(from, to, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app renamed");
@@ -249,10 +280,15 @@ impl AppSupervisor {
         true
     }
 
+    /// The app with key `key`, if it is serving.
+    pub fn app_status(&self, key: &str) -> Option<RunningAppStatus> {
+        self.inner.state().running.get(key).map(RunningApp::report)
+    }
+
     /// The apps now serving, sorted by key.
     pub fn status(&self) -> Vec<RunningAppStatus> {
         let state = self.inner.state();
-        let mut all: Vec<_> = state.running.values().map(|r| r.status.clone()).collect();
+        let mut all: Vec<_> = state.running.values().map(RunningApp::report).collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
     }
@@ -303,42 +339,17 @@ fn claim(
     if state.shutting_down {
         return Err(StartError::ShuttingDown);
     }
-    if let Some(spec) = desired {
-        for (other, holdings) in &state.holdings {
-            if other == key {
-                continue;
-            }
-            for held in holdings.iter() {
-                if let (Some(want), Some(address)) = (spec.address, held.address)
-                    && addresses_conflict(want, address)
-                {
-                    return Err(StartError::Conflict {
-                        field: "address",
-                        value: want.to_string(),
-                        other: other.clone(),
-                    });
-                }
-                if let Some(host) = spec.hosts.iter().find(|h| held.hosts.contains(h)) {
-                    return Err(StartError::Conflict {
-                        field: "hosts",
-                        value: host.clone(),
-                        other: other.clone(),
-                    });
-                }
-                if spec.state_dir == held.state_dir {
-                    return Err(StartError::Conflict {
-                        field: "state_dir",
-                        value: spec.state_dir.display().to_string(),
-                        other: other.clone(),
-                    });
-                }
-            }
-        }
+    if let Some(spec) = desired
+        && let Some(conflict) = state.holdings.conflict(key, spec)
+    {
+        return Err(conflict);
     }
     let slot = state.slots.entry(key.to_string()).or_default().clone();
     let generation = slot.generation.fetch_add(1, Ordering::SeqCst) + 1;
     slot.pending.fetch_add(1, Ordering::SeqCst);
-    state.holdings.entry(key.to_string()).or_default().latest = desired.map(Claims::of);
+    state
+        .holdings
+        .update(key, |h| h.latest = desired.map(Claims::of));
     Ok((slot, generation))
 }
 
@@ -354,22 +365,20 @@ async fn run_op(
         return Ok(Transition::Superseded);
     }
     {
-        let mut state = inner.state();
-        let h = state.holdings.entry(key.to_string()).or_default();
-        h.executing = h.latest.take();
+        inner
+            .state()
+            .holdings
+            .update(key, |h| h.executing = h.latest.take());
     }
     let result = execute(inner, key, desired).await;
     // Whatever happened, this key now holds exactly what it serves.
     let mut state = inner.state();
     let serving = state.running.get(key).map(|r| Claims::of(&r.spec));
-    let h = state.holdings.entry(key.to_string()).or_default();
-    h.executing = None;
-    h.running = serving;
-    if h.running.is_none()
-        && h.latest.is_none()
-        && slot.generation.load(Ordering::SeqCst) == generation
-    {
-        state.holdings.remove(key);
+    let empty = state.holdings.update(key, |h| {
+        h.executing = None;
+        h.running = serving;
+    });
+    if empty && slot.generation.load(Ordering::SeqCst) == generation {
         state.slots.remove(key);
     }
     result
@@ -388,12 +397,14 @@ async fn execute(
             if let Some(app) = &app {
                 inner.config.metrics.remove_app(&app.spec.name);
             }
-            publish_hosts(inner, &state);
             app
         };
         return Ok(match app {
             Some(app) => {
-                let status = app.status.clone();
+                if !app.spec.hosts.is_empty() {
+                    publish_hosts(inner).await;
+                }
+                let status = app.report();
                 stop_app(app, inner.config.drain_timeout).await;
                 Transition::Stopped(status)
             }
@@ -404,47 +415,62 @@ async fn execute(
         .state()
         .running
         .get(key)
-        .map(|r| (r.spec.clone(), r.status.clone()));
-    let pull = Instant::now();
-    let loaded = inner.loader.load(&spec.reference).await;
-    inner
-        .config
-        .metrics
-        .pull_finished(&spec.name, pull.elapsed().as_secs_f64(), loaded.is_ok());
-    let loaded = loaded?;
-    if let Some((old_spec, old_status)) = &before
-        && *old_spec == spec
-        && old_status.digest == loaded.manifest_digest
-    {
-        return Ok(Transition::Unchanged(old_status.clone()));
-    }
-    let ready = prepare(inner, key, &spec, loaded).await?;
-    let routes: Vec<String> = ready
-        .http
-        .router()
-        .routes()
-        .iter()
-        .map(|r| r.raw().to_string())
-        .collect();
+        .map(|r| (r.spec.clone(), r.report(), r.version.clone()));
+    let preload = spec.preload.unwrap_or(inner.config.preload_by_default);
+    let old_loaded = before
+        .as_ref()
+        .is_some_and(|(_, _, v)| v.resident.loaded().is_some());
+    let version = if preload || old_loaded {
+        // Prepared (and checked) before it serves: preloaded, or replacing a loaded version
+        // that must keep serving if this one cannot start.
+        let loaded = pull(inner, &spec).await?;
+        if let Some((old_spec, old_status, old_version)) = &before
+            && *old_spec == spec
+            && old_version
+                .facts()
+                .is_some_and(|f| f.digest == loaded.manifest_digest)
+        {
+            if preload {
+                old_version.resident.preload();
+            }
+            return Ok(Transition::Unchanged(old_status.clone()));
+        }
+        let ready = prepare(inner, key, &spec, loaded.clone(), Check::Now).await?;
+        let version = Version::new(inner, key, &spec, Some(loaded));
+        version.install(ready);
+        version
+    } else {
+        if let Some((old_spec, old_status, _)) = &before
+            && *old_spec == spec
+        {
+            return Ok(Transition::Unchanged(old_status.clone()));
+        }
+        Version::new(inner, key, &spec, None)
+    };
     let status = RunningAppStatus {
         key: key.to_string(),
         name: spec.name.clone(),
         reference: spec.reference.clone(),
-        digest: ready.digest,
+        digest: String::new(),
         address: spec.address,
         hosts: spec.hosts.clone(),
         state_dir: spec.state_dir.clone(),
-        routes,
-        from_cache_only: ready.from_cache_only,
-        limits: *ready.http.limits(),
+        routes: Vec::new(),
+        from_cache_only: false,
+        limits: spec.limits.over(&inner.config.default_limits),
+        load: lepton_runtime::ResidentState::Idle,
     };
+    let routed_hosts = !spec.hosts.is_empty()
+        || before
+            .as_ref()
+            .is_some_and(|(old_spec, _, _)| !old_spec.hosts.is_empty());
     match before {
-        Some((old_spec, previous)) if old_spec.address == spec.address => {
+        Some((old_spec, previous, _)) if old_spec.address == spec.address => {
             // Same address: publish the new version to the listener already serving.
             let mut status = status;
             // The address actually bound (port 0 picked one) stays the same.
             status.address = previous.address;
-            let old = {
+            let (old, current) = {
                 let mut state = inner.state();
                 if state.shutting_down {
                     return Err(StartError::ShuttingDown);
@@ -452,22 +478,17 @@ async fn execute(
                 let Some(app) = state.running.get_mut(key) else {
                     return Err(StartError::ShuttingDown);
                 };
-                let old = app.current.send_replace(Arc::new(ready.http));
+                let old = app.current.send_replace(version.resident.clone());
                 app.spec = spec;
-                app.status = status.clone();
-                publish_hosts(inner, &state);
-                old
+                app.status = status;
+                app.version = version;
+                (old, app.report())
             };
-            release_when_drained(
-                status.key.clone(),
-                previous.digest.clone(),
-                old,
-                inner.config.drain_timeout,
-            );
-            Ok(Transition::Replaced {
-                previous,
-                current: status,
-            })
+            if routed_hosts {
+                publish_hosts(inner).await;
+            }
+            retire(&previous, &old, inner.config.drain_timeout);
+            Ok(Transition::Replaced { previous, current })
         }
         before => {
             // New app, or moving: bind the new address before releasing the old one.
@@ -482,8 +503,8 @@ async fn execute(
             // The address actually bound (port 0 picks one).
             let mut status = status;
             status.address = listener.as_ref().map(HttpListener::local_addr);
-            let (current, current_rx) = watch::channel(Arc::new(ready.http));
-            let old = {
+            let (current, current_rx) = watch::channel(version.resident.clone());
+            let (old, report) = {
                 let mut state = inner.state();
                 if state.shutting_down {
                     return Err(StartError::ShuttingDown);
@@ -498,29 +519,52 @@ async fn execute(
                     ));
                     (stop, task)
                 });
-                let old = state.running.insert(
-                    key.to_string(),
-                    RunningApp {
-                        spec,
-                        status: status.clone(),
-                        current,
-                        listener,
-                    },
-                );
-                publish_hosts(inner, &state);
-                old
+                let app = RunningApp {
+                    spec,
+                    status,
+                    version,
+                    current,
+                    listener,
+                };
+                let report = app.report();
+                (state.running.insert(key.to_string(), app), report)
             };
+            if routed_hosts {
+                publish_hosts(inner).await;
+            }
             match (before, old) {
-                (Some((_, previous)), Some(old)) => {
+                (Some((_, previous, _)), Some(old)) => {
                     stop_app(old, inner.config.drain_timeout).await;
                     Ok(Transition::Replaced {
                         previous,
-                        current: status,
+                        current: report,
                     })
                 }
-                _ => Ok(Transition::Started(status)),
+                _ => Ok(Transition::Started(report)),
             }
         }
+    }
+}
+
+impl RunningApp {
+    /// Its status now: what its version's last load found, and where its load is.
+    fn report(&self) -> RunningAppStatus {
+        let mut status = self.status.clone();
+        if let Some(facts) = self.version.facts() {
+            status.digest = facts.digest;
+            status.routes = facts.routes;
+            status.from_cache_only = facts.from_cache_only;
+        }
+        status.load = self.version.resident.state();
+        status
+    }
+}
+
+/// Let the requests still running on a replaced version finish (up to `drain`), then cut off
+/// what remains; a version that was not loaded has nothing to wait for.
+fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, drain: Duration) {
+    if let Some(loaded) = old.evict() {
+        release_when_drained(previous.key.clone(), previous.digest.clone(), loaded, drain);
     }
 }
 
@@ -529,19 +573,30 @@ async fn execute(
 /// its version (on the shared ingress) finish in the background, cutting off whatever still
 /// runs at the drain timeout (a loop, a request whose client left).
 async fn stop_app(app: RunningApp, drain: Duration) {
+    let status = app.report();
     if let Some((stop, task)) = app.listener {
         let _ = stop.send(true);
         if let Err(err) = task.await {
             tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
         }
     }
-    let version = app.current.borrow().clone();
+    let old = app.current.borrow().clone();
     drop(app.current);
-    release_when_drained(app.status.key, app.status.digest, version, drain);
+    drop(app.version);
+    retire(&status, &old, drain);
 }
 
-/// Republish the shared ingress's host table from what runs now.
-fn publish_hosts(inner: &Inner, state: &State) {
+/// Republish the shared ingress's host table, returning once a table that includes every change
+/// made before this call is published.
+async fn publish_hosts(inner: &Inner) {
+    let generation = inner.publisher.wanted.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut done = inner.publisher.done.subscribe();
+    inner.publisher.wake.notify_one();
+    let _ = done.wait_for(|published| *published >= generation).await;
+}
+
+/// The shared ingress's host table for what runs now.
+fn host_table(state: &State) -> HostTable {
     let mut table = HostTable::new();
     for app in state.running.values() {
         let tls = app.spec.tls.as_ref().map(|tls| TlsFiles {
@@ -552,7 +607,7 @@ fn publish_hosts(inner: &Inner, state: &State) {
             table.insert(host, app.current.subscribe(), tls.clone());
         }
     }
-    inner.hosts.send_replace(Arc::new(table));
+    table
 }
 
 /// Wait (in the background, up to `drain`) for the requests still using a replaced version to

@@ -3,7 +3,8 @@
 //! A [`HostTable`] maps host patterns (normalised by `lepton_spec::hosts`: lowercase, no port,
 //! `*.example.com` wildcards of exactly one label) to each app's version channel — the same
 //! `watch` channel its own listener (if it has one) follows — so a replace publishes the new
-//! version to both at once, and in-flight requests finish on the version they started with.
+//! version to both at once, and in-flight requests finish on the version they started with. A
+//! version is a [`Resident`]: routable whether or not it is loaded.
 //!
 //! The host is the request URI's authority (HTTP/2 `:authority`, absolute-form HTTP/1) or else
 //! its `Host` header, without the port and a trailing dot, lowercased. An exact pattern wins
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use http::header;
 use tokio::sync::watch;
 
+use lepton_runtime::Resident;
+
 use crate::app::HttpApp;
 use crate::tls::TlsFiles;
 
 /// An app's current version, as its supervisor publishes it.
-pub type AppVersion = watch::Receiver<Arc<HttpApp>>;
+pub type AppVersion = watch::Receiver<Resident<HttpApp>>;
 
 /// Host patterns → apps, for one or more shared listeners. Replaced as a whole (published in a
 /// `watch` channel) whenever an app with hosts starts, moves or stops.
@@ -83,7 +86,7 @@ impl HostTable {
     }
 
     /// The app serving `host` (as sent: any case, maybe with a port or a trailing dot).
-    pub fn resolve(&self, host: &str) -> Option<Arc<HttpApp>> {
+    pub fn resolve(&self, host: &str) -> Option<Resident<HttpApp>> {
         self.patterns
             .find(host)
             .map(|route| route.app.borrow().clone())
@@ -111,7 +114,7 @@ impl HostTable {
     }
 
     /// The app a request is for: by its URI authority, else its `Host` header.
-    pub fn resolve_request<B>(&self, req: &http::Request<B>) -> Option<Arc<HttpApp>> {
+    pub fn resolve_request<B>(&self, req: &http::Request<B>) -> Option<Resident<HttpApp>> {
         let host = req.uri().authority().map(|a| a.host()).or_else(|| {
             req.headers()
                 .get(header::HOST)

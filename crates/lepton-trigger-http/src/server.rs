@@ -4,7 +4,10 @@
 //!
 //! The current app lives in a `watch` channel so a supervisor can swap versions without touching
 //! the listener: new requests see the new version at once, while in-flight requests keep the
-//! `Arc` of the version they started with until they finish. Binding is separate from serving so
+//! `Arc` of the version they started with until they finish. A version is a [`Resident`]: the
+//! first request to one not loaded waits for its load (shared with every request arriving
+//! meanwhile); one whose load fails gets 503. Spin's health check
+//! (`/.well-known/spin/health`) is answered without loading. Binding is separate from serving so
 //! a bind error is reported for its app before that app's version is published, and so a new
 //! address can be claimed before an old one is released.
 //!
@@ -29,21 +32,23 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use lepton_runtime::Resident;
+
 use crate::app::HttpApp;
-use crate::ingress::HostTable;
+use crate::ingress::{AppVersion, HostTable};
 use crate::tls::http01::Http01Tokens;
 
 /// What a listener serves.
 #[derive(Clone)]
 pub enum ServeTarget {
     /// One app: its own address.
-    App(watch::Receiver<Arc<HttpApp>>),
+    App(AppVersion),
     /// Many apps, by the request's host: the shared ingress.
     Hosts(watch::Receiver<Arc<HostTable>>),
 }
 
 impl ServeTarget {
-    fn resolve<B>(&self, req: &hyper::Request<B>) -> Option<Arc<HttpApp>> {
+    fn resolve<B>(&self, req: &hyper::Request<B>) -> Option<Resident<HttpApp>> {
         match self {
             Self::App(app) => Some(app.borrow().clone()),
             Self::Hosts(table) => table.borrow().resolve_request(req),
@@ -142,6 +147,41 @@ impl http_body::Body for Tracked {
         self.body.size_hint()
     }
 }
+
+/// Serve one request with `resident`, loading it first if it is not loaded.
+async fn serve_resident(
+    resident: Resident<HttpApp>,
+    req: hyper::Request<Incoming>,
+    scheme: &'static str,
+    client: SocketAddr,
+) -> Result<hyper::Response<crate::stack::ResponseBody>, crate::stack::Abandoned> {
+    let app = match resident.loaded() {
+        Some(app) => app,
+        None if req.uri().path() == HEALTH => {
+            return Ok(crate::app::text(http::StatusCode::OK, "OK")
+                .map(http_body_util::BodyExt::boxed_unsync));
+        }
+        None => match resident.get().await {
+            Ok(app) => app,
+            Err(err) => {
+                let mut res = crate::app::text(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "the app could not be loaded; see the host's logs",
+                );
+                res.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("2"),
+                );
+                tracing::debug!(app = %err.app, error = %err.message, "request refused: its app failed to load");
+                return Ok(res.map(http_body_util::BodyExt::boxed_unsync));
+            }
+        },
+    };
+    crate::stack::serve(app, req, scheme, client).await
+}
+
+/// Spin's health check path, answered without loading the app.
+const HEALTH: &str = "/.well-known/spin/health";
 
 /// Serve HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection's stream.
 async fn serve_io<I, S, B>(
@@ -291,7 +331,7 @@ impl HttpListener {
                 async move {
                     let res = match (answer, current) {
                         (Some(answer), _) => answer,
-                        (None, Some(app)) => crate::stack::serve(app, req, scheme, client).await?,
+                        (None, Some(app)) => serve_resident(app, req, scheme, client).await?,
                         (None, None) => crate::app::empty(http::StatusCode::NOT_FOUND)
                             .map(http_body_util::BodyExt::boxed_unsync),
                     };

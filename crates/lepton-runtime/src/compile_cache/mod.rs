@@ -10,14 +10,28 @@
 //!
 //! Trust model: the sidecar catches corruption, not an attacker who can write the cache. The
 //! `compiled/` directory is therefore created private to lepton's user (mode 0700), and artifacts
-//! are only loaded from a directory owned by that user that nobody else can write; otherwise the
-//! cache is bypassed and components are compiled from their verified Wasm.
+//! are only loaded from a directory owned by that user that others cannot write; otherwise the
+//! cache is bypassed and components are compiled from their verified Wasm. A directory writable
+//! by its group is trusted only when that group is one of the process's own (a Kubernetes volume
+//! with an `fsGroup`: kubelet makes its files group-writable for the pod's supplementary group).
+//!
+//! Artifacts are mapped, not read ([`Component::deserialize_file`]): their code pages are
+//! file-backed and shared by every process using the cache, and the kernel can drop them when
+//! memory is short. The checksum of an artifact is checked once per process (then remembered by
+//! the file's identity: path, device, inode, size).
+//!
+//! In the process, a compiled component is shared by every app and component using it (one
+//! table entry per artifact, held by [`CompiledHold`]s; the entry goes when its last holder
+//! does, so evicted apps give their code back). Compilations go through a gate ([`gate`]): a
+//! few at a time, smallest first.
+//!
+//! Artifacts no app has used for a grace period are removed by [`gc`], safely across processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -26,17 +40,90 @@ use wasmtime::component::Component;
 use crate::RuntimeError;
 use crate::componentize::{self, WasmKind};
 
+mod gate;
+pub mod gc;
+
+use gate::CompileGate;
+
 /// The on-disk compiled-component cache (or a pass-through when disabled), fronted by an
 /// in-process table so a component shared by several apps or components is compiled or
 /// deserialised once, and its code mapped once, however many use it.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
-    loaded: Arc<Mutex<HashMap<String, Slot>>>,
+    loaded: Arc<Table>,
+    /// Artifacts whose checksum this process has checked, by file identity.
+    verified: Arc<Mutex<HashSet<FileId>>>,
+    gate: Arc<CompileGate>,
 }
 
-/// One component's place in the in-process table, filled by the first load.
-type Slot = Arc<Mutex<Option<Component>>>;
+type Table = Mutex<HashMap<String, Slot>>;
+
+/// One component's place in the in-process table, filled by the first load and emptied when
+/// its last holder is gone.
+type Slot = Arc<Mutex<Option<Weak<Entry>>>>;
+
+/// A compiled component in the in-process table.
+#[derive(Debug)]
+struct Entry {
+    component: Component,
+    key: String,
+    table: Weak<Table>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let Some(table) = self.table.upgrade() else {
+            return;
+        };
+        let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only if nobody is loading it again right now (that load refills the slot).
+        let gone = table.get(&self.key).is_some_and(|slot| {
+            slot.try_lock()
+                .is_ok_and(|held| held.as_ref().is_none_or(|w| w.strong_count() == 0))
+        });
+        if gone {
+            table.remove(&self.key);
+        }
+    }
+}
+
+/// Keeps a compiled component shared in the process while held (a prepared component holds
+/// one for as long as it lives).
+#[derive(Debug, Clone)]
+pub struct CompiledHold {
+    _entry: Arc<Entry>,
+}
+
+/// A loaded component, how it was loaded, and its hold on the in-process table.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The compiled component.
+    pub component: Component,
+    /// Where it came from.
+    pub outcome: CompileOutcome,
+    /// Keep this as long as the component is used.
+    pub hold: CompiledHold,
+}
+
+/// A file's identity: its path, device, inode and size (artifacts are renamed into place and
+/// never rewritten, so a changed artifact is a new inode; the modification time is not part of
+/// it because using an artifact touches it).
+type FileId = (PathBuf, u64, u64, u64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((path.to_path_buf(), m.dev(), m.ino(), m.len()))
+}
+
+/// Compilations at once: wasmtime already compiles one component's functions on every core, so
+/// a couple at a time keep the cores busy without multiplying compile memory.
+fn compile_permits() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 2).max(2))
+        .unwrap_or(2)
+}
 
 /// Where a component came from, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +147,68 @@ impl CompileCache {
         Self {
             dir: Some(dir),
             loaded: Arc::default(),
+            verified: Arc::default(),
+            gate: CompileGate::new(compile_permits()),
         }
+    }
+
+    /// Components shared in the process now (held by some prepared component).
+    pub fn loaded_count(&self) -> usize {
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// [`CompileCache::load`] from async code: a component already in the process or on disk is
+    /// loaded on the blocking pool at once; one that must be compiled waits for its turn at the
+    /// compile gate (a few at a time, smallest first) before it takes a blocking thread.
+    pub async fn load_async(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        wasm_path: &Path,
+        digest: Option<&str>,
+    ) -> Result<Compiled, RuntimeError> {
+        let failed = |e: tokio::task::JoinError| RuntimeError::Compile {
+            component: component_id.to_string(),
+            reason: format!("compile task failed: {e}"),
+        };
+        let (this, engine, id, path, digest) = (
+            self.clone(),
+            engine.clone(),
+            component_id.to_string(),
+            wasm_path.to_path_buf(),
+            digest.map(str::to_string),
+        );
+        let args = (engine, id, path, digest);
+        let (found, args) = {
+            let this = this.clone();
+            tokio::task::spawn_blocking(move || {
+                let (engine, id, path, digest) = &args;
+                let found = this.load_with(engine, id, path, digest.as_deref(), false);
+                (found, args)
+            })
+            .await
+            .map_err(failed)?
+        };
+        if let Some(compiled) = found? {
+            return Ok(compiled);
+        }
+        let size = std::fs::metadata(wasm_path).map_or(0, |m| m.len());
+        let permit = self.gate.admit(size).await;
+        let compiled = tokio::task::spawn_blocking(move || {
+            let (engine, id, path, digest) = &args;
+            let compiled = this.load_with(engine, id, path, digest.as_deref(), true);
+            drop(permit);
+            compiled
+        })
+        .await
+        .map_err(failed)??;
+        compiled.ok_or_else(|| RuntimeError::Compile {
+            component: component_id.to_string(),
+            reason: "not compiled".into(),
+        })
     }
 
     /// No disk cache: each distinct component is compiled once per process.
@@ -68,6 +216,8 @@ impl CompileCache {
         Self {
             dir: None,
             loaded: Arc::default(),
+            verified: Arc::default(),
+            gate: CompileGate::new(compile_permits()),
         }
     }
 
@@ -80,7 +230,23 @@ impl CompileCache {
         component_id: &str,
         wasm_path: &Path,
         digest: Option<&str>,
-    ) -> Result<(Component, CompileOutcome), RuntimeError> {
+    ) -> Result<Compiled, RuntimeError> {
+        self.load_with(engine, component_id, wasm_path, digest, true)?
+            .ok_or_else(|| RuntimeError::Compile {
+                component: component_id.to_string(),
+                reason: "not compiled".into(),
+            })
+    }
+
+    /// Load from the process or the disk; compile too when `compile` (else `None` on a miss).
+    fn load_with(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        wasm_path: &Path,
+        digest: Option<&str>,
+        compile: bool,
+    ) -> Result<Option<Compiled>, RuntimeError> {
         let read_wasm = || {
             std::fs::read(wasm_path).map_err(|source| RuntimeError::ReadWasm {
                 component: component_id.to_string(),
@@ -113,14 +279,44 @@ impl CompileCache {
             let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
             loaded.entry(hex.clone()).or_default().clone()
         };
-        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(component) = slot.as_ref() {
-            return Ok((component.clone(), CompileOutcome::Shared));
+        let mut held = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = held.as_ref().and_then(Weak::upgrade) {
+            return Ok(Some(Compiled {
+                component: entry.component.clone(),
+                outcome: CompileOutcome::Shared,
+                hold: CompiledHold { _entry: entry },
+            }));
         }
-        let (component, outcome) =
-            self.load_from_disk_or_compile(engine, component_id, &hex, kind, wasm, read_wasm)?;
-        *slot = Some(component.clone());
-        Ok((component, outcome))
+        let loaded = if compile {
+            Some(self.load_from_disk_or_compile(
+                engine,
+                component_id,
+                &hex,
+                kind,
+                wasm,
+                read_wasm,
+            )?)
+        } else {
+            self.dir.as_ref().and_then(|dir| {
+                let artifact = dir.join(format!("{hex}.cwasm"));
+                self.load_artifact(engine, component_id, &artifact)
+                    .map(|c| (c, CompileOutcome::Cached))
+            })
+        };
+        let Some((component, outcome)) = loaded else {
+            return Ok(None);
+        };
+        let entry = Arc::new(Entry {
+            component: component.clone(),
+            key: hex,
+            table: Arc::downgrade(&self.loaded),
+        });
+        *held = Some(Arc::downgrade(&entry));
+        Ok(Some(Compiled {
+            component,
+            outcome,
+            hold: CompiledHold { _entry: entry },
+        }))
     }
 
     fn load_from_disk_or_compile(
@@ -185,22 +381,38 @@ impl CompileCache {
             );
             return None;
         }
-        let bytes = std::fs::read(artifact).ok()?;
-        let expected = std::fs::read_to_string(sidecar(artifact)).ok()?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if expected.trim() != actual {
-            tracing::warn!(
-                component = component_id,
-                artifact = %artifact.display(),
-                "compiled artifact failed its checksum; recompiling"
-            );
-            let _ = std::fs::remove_file(artifact);
-            return None;
+        let id = file_id(artifact)?;
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&id);
+        if !known {
+            let bytes = std::fs::read(artifact).ok()?;
+            let expected = std::fs::read_to_string(sidecar(artifact)).ok()?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if expected.trim() != actual {
+                tracing::warn!(
+                    component = component_id,
+                    artifact = %artifact.display(),
+                    "compiled artifact failed its checksum; recompiling"
+                );
+                let _ = std::fs::remove_file(artifact);
+                return None;
+            }
+            self.verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id);
         }
-        // SAFETY: the bytes were produced by `Component::serialize` on an engine with the same
-        // compatibility hash (it is part of the directory name), written atomically by this cache
-        // into a directory only this user can write, and match the checksum written beside them.
-        match unsafe { Component::deserialize(engine, &bytes) } {
+        // Used now: the cache's collector keeps what was used recently.
+        touch(artifact);
+        // SAFETY: the file was produced by `Component::serialize` on an engine with the same
+        // compatibility hash (it is part of the directory name), written atomically (renamed
+        // into place, never rewritten) by this cache into a directory only this user (or its
+        // own group) can write, and matches the checksum written beside it — checked in this
+        // process for this very file (path, device, inode, size).
+        match unsafe { Component::deserialize_file(engine, artifact) } {
             Ok(component) => Some(component),
             Err(err) => {
                 tracing::warn!(component = component_id, error = %crate::chain(&err), "discarding unusable compiled artifact");
@@ -219,7 +431,8 @@ fn sidecar(artifact: &Path) -> PathBuf {
     artifact.with_extension("cwasm.sha256")
 }
 
-/// Whether `dir` is owned by this process's user and not writable by group or others.
+/// Whether `dir` is owned by this process's user and not writable by others, nor by a group
+/// this process is not in.
 #[cfg(unix)]
 fn is_private_dir(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -228,7 +441,31 @@ fn is_private_dir(dir: &Path) -> bool {
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    meta.uid() == uid && meta.mode() & 0o022 == 0
+    if meta.uid() != uid || meta.mode() & 0o002 != 0 {
+        return false;
+    }
+    meta.mode() & 0o020 == 0 || in_group(meta.gid())
+}
+
+/// Whether `gid` is this process's group or one of its supplementary groups.
+#[cfg(unix)]
+fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: the buffer holds `groups.len()` entries, the size passed.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    usize::try_from(n).is_ok_and(|n| groups[..n.min(groups.len())].contains(&gid))
+}
+
+/// Set `path`'s modification time to now (best effort): what "recently used" means to the
+/// cache's collector, across every process sharing the cache.
+pub(crate) fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
 }
 
 #[cfg(not(unix))]
@@ -312,164 +549,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const WAT: &str = r#"(component (core module (func (export "f"))))"#;
-
-    fn engine() -> Engine {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        Engine::new(&config).expect("engine")
-    }
-
-    #[test]
-    fn compiles_once_then_loads_from_disk_and_survives_corruption() {
-        let engine = engine();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wasm = wat_bytes();
-        let wasm_path = dir.path().join("c.wasm");
-        std::fs::write(&wasm_path, &wasm).expect("write wasm");
-        let cache = CompileCache::new(dir.path(), &engine);
-
-        let (_, first) = cache
-            .load(&engine, "c", &wasm_path, None)
-            .expect("first load");
-        assert_eq!(first, CompileOutcome::Compiled);
-        let (_, shared) = cache
-            .load(&engine, "c", &wasm_path, None)
-            .expect("shared load");
-        assert_eq!(shared, CompileOutcome::Shared);
-        // A new process (a fresh cache object) loads the artifact from disk.
-        let cache = CompileCache::new(dir.path(), &engine);
-        let (_, second) = cache
-            .load(&engine, "c", &wasm_path, None)
-            .expect("second load");
-        assert_eq!(second, CompileOutcome::Cached);
-
-        // Corrupt the artifact: it must be detected and recompiled, never deserialised.
-        let hex = hex::encode(Sha256::digest(&wasm));
-        let artifact = cache
-            .dir
-            .as_ref()
-            .expect("dir")
-            .join(format!("{hex}-{}.cwasm", componentize::rename_tag()));
-        let mut bytes = std::fs::read(&artifact).expect("artifact");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(&artifact, bytes).expect("corrupt");
-        let cache = CompileCache::new(dir.path(), &engine);
-        let (_, third) = cache
-            .load(&engine, "c", &wasm_path, None)
-            .expect("third load");
-        assert_eq!(third, CompileOutcome::Compiled);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn stale_temp_files_of_killed_stores_are_swept_and_fresh_ones_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let old = dir.path().join(".tmpOLD123");
-        let fresh = dir.path().join(".tmpNEW456");
-        let artifact = dir.path().join("abc.cwasm");
-        for f in [&old, &fresh, &artifact] {
-            std::fs::write(f, b"partial").expect("write");
-        }
-        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for f in [&old, &artifact] {
-            std::fs::File::options()
-                .write(true)
-                .open(f)
-                .and_then(|file| file.set_modified(hour_ago))
-                .expect("set mtime");
-        }
-        sweep_stale_temp_files(dir.path(), STALE_TEMP_AGE);
-        assert!(!old.exists(), "a stale temp file is removed");
-        assert!(
-            fresh.exists(),
-            "a temp file another process may be writing is kept"
-        );
-        assert!(artifact.exists(), "artifacts are never swept");
-    }
-
-    #[test]
-    fn a_cache_others_can_write_is_not_trusted() {
-        use std::os::unix::fs::PermissionsExt;
-        let engine = engine();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wasm_path = dir.path().join("c.wasm");
-        std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
-        let cache = CompileCache::new(dir.path(), &engine);
-        cache
-            .load(&engine, "c", &wasm_path, None)
-            .expect("first load");
-        let compiled = cache.dir.clone().expect("dir");
-        let mode = std::fs::metadata(&compiled)
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700, "created private");
-        std::fs::set_permissions(&compiled, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        let cache = CompileCache::new(dir.path(), &engine);
-        let (_, outcome) = cache.load(&engine, "c", &wasm_path, None).expect("load");
-        assert_eq!(
-            outcome,
-            CompileOutcome::Compiled,
-            "a world-writable cache must not be loaded from"
-        );
-    }
-
-    #[test]
-    fn core_modules_are_componentized_once_under_a_tagged_key() {
-        let engine = engine();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let module =
-            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
-                .expect("wat");
-        let wasm_path = dir.path().join("m.wasm");
-        std::fs::write(&wasm_path, &module).expect("write wasm");
-        let hex = hex::encode(Sha256::digest(&module));
-        let digest = format!("sha256:{hex}");
-
-        let cache = CompileCache::new(dir.path(), &engine);
-        let (_, first) = cache
-            .load(&engine, "m", &wasm_path, Some(&digest))
-            .expect("first load");
-        assert_eq!(first, CompileOutcome::Compiled);
-        let artifact = cache
-            .dir
-            .clone()
-            .expect("dir")
-            .join(format!("{hex}-{}.cwasm", componentize::componentize_tag()));
-        assert!(artifact.is_file(), "{} exists", artifact.display());
-        let cache = CompileCache::new(dir.path(), &engine);
-        let (component, second) = cache
-            .load(&engine, "m", &wasm_path, Some(&digest))
-            .expect("second load");
-        assert_eq!(second, CompileOutcome::Cached);
-        assert!(
-            component
-                .component_type()
-                .exports(&engine)
-                .any(|(name, _)| name.starts_with("wasi:cli/run@0.2")),
-            "the cached artifact is the componentized command"
-        );
-    }
-
-    #[test]
-    fn missing_wasm_names_the_component_and_path() {
-        let engine = engine();
-        let err = CompileCache::disabled()
-            .load(&engine, "web", Path::new("/nonexistent/x.wasm"), None)
-            .expect_err("must fail");
-        let msg = err.to_string();
-        assert!(
-            msg.contains("`web`") && msg.contains("/nonexistent/x.wasm"),
-            "{msg}"
-        );
-    }
-
-    fn wat_bytes() -> Vec<u8> {
-        wat::parse_str(WAT).expect("parse wat")
-    }
-}
+mod tests;

@@ -1,11 +1,12 @@
 //! Preparing one version of an app before it may serve: check it can run on lepton, create its
 //! state directory, compile (or load) its components against the app's limits, instantiate each
-//! once, and build its HTTP trigger on the app's front (gate and metrics, kept across versions).
-//! A version that fails any step is refused before it replaces one that serves.
+//! once (when it is prepared ahead of serving; a load on first request skips this, as the request
+//! instantiates it anyway), and build its HTTP trigger on the app's front (gate and metrics, kept
+//! across versions). A version that fails any step is refused before it replaces one that serves.
 
 use std::time::Instant;
 
-use lepton_oci::{LoadSource, LoadedApp};
+use lepton_oci::LoadedApp;
 use lepton_runtime::{AppConfig, RuntimeApp};
 use lepton_spec::AppSpec;
 use lepton_trigger_http::{AppFront, HttpApp};
@@ -13,11 +14,22 @@ use lepton_trigger_http::{AppFront, HttpApp};
 use super::{Inner, ReadyApp};
 use crate::outcome::StartError;
 
+/// Whether to instantiate every component once while preparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Now: the version is prepared ahead of serving (and must not replace one that works if it
+    /// cannot start).
+    Now,
+    /// Not now: the request that caused the load instantiates it anyway.
+    OnFirstRequest,
+}
+
 pub(super) async fn prepare(
     inner: &Inner,
     key: &str,
     spec: &AppSpec,
     loaded: LoadedApp,
+    check: Check,
 ) -> Result<ReadyApp, StartError> {
     loaded.locked.ensure_runnable()?;
     std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
@@ -65,7 +77,12 @@ pub(super) async fn prepare(
         .compile_finished(&spec.name, compile.elapsed().as_secs_f64());
     // Instantiate every component once, so a version that cannot start is refused before it
     // replaces one that can.
-    for component in runtime.components() {
+    let to_check = if check == Check::Now {
+        runtime.components()
+    } else {
+        &[]
+    };
+    for component in to_check {
         let mut store = component.new_store().map_err(|e| StartError::Instantiate {
             component: component.id().to_string(),
             message: format!("{e:#}"),
@@ -92,8 +109,9 @@ pub(super) async fn prepare(
     runtime.count_instances_in(front.metrics.clone());
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
     Ok(ReadyApp {
+        from_cache_only: super::version::cache_only(&loaded),
         digest: loaded.manifest_digest,
-        from_cache_only: matches!(loaded.source, LoadSource::CacheOnly),
+        footprint: runtime.code_bytes(),
         http,
     })
 }

@@ -29,6 +29,7 @@ pub(crate) fn spec(dir: &std::path::Path, name: &str, address: &str) -> AppSpec 
         variables: Default::default(),
         runtime_config: None,
         limits: Default::default(),
+        preload: None,
     }
 }
 

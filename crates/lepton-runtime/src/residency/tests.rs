@@ -1,0 +1,188 @@
+//! Unit tests of lazy loading and eviction, on tokio's paused clock.
+
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+
+/// A loader counting its calls, taking `delay`, failing while `fail` is set.
+fn counting(
+    calls: Arc<AtomicUsize>,
+    delay: Duration,
+    footprint: u64,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+) -> Loader<usize> {
+    Box::new(move || {
+        let calls = calls.clone();
+        let fail = fail.clone();
+        async move {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(delay).await;
+            if fail.load(Ordering::SeqCst) {
+                return Err("broken".to_string());
+            }
+            Ok(Loaded {
+                value: Arc::new(n),
+                footprint,
+            })
+        }
+        .boxed()
+    })
+}
+
+fn app(residency: &Residency, footprint: u64) -> (Resident<usize>, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let r = residency.resident(
+        "a",
+        counting(
+            calls.clone(),
+            Duration::from_millis(50),
+            footprint,
+            Arc::default(),
+        ),
+    );
+    (r, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_first_requests_wait_for_one_load() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, calls) = app(&residency, 10);
+    assert_eq!(r.state(), ResidentState::Idle);
+    let gets: Vec<_> = (0..20)
+        .map(|_| {
+            let r = r.clone();
+            tokio::spawn(async move { r.get().await })
+        })
+        .collect();
+    for g in gets {
+        assert_eq!(*g.await.unwrap().unwrap(), 1);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(r.state(), ResidentState::Loaded { footprint: 10 });
+    assert_eq!(residency.resident_bytes(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_does_not_cancel_the_load() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, calls) = app(&residency, 10);
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), r.get()).await;
+    assert!(gave_up.is_err());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(r.state(), ResidentState::Loaded { footprint: 10 });
+    assert_eq!(*r.get().await.unwrap(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_residents_are_evicted_and_come_back_on_their_next_use() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: None,
+        idle_timeout: Some(Duration::from_secs(60)),
+    });
+    let (r, calls) = app(&residency, 10);
+    r.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // A use in between resets the idle clock.
+    r.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_eq!(r.state(), ResidentState::Loaded { footprint: 10 });
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(r.state(), ResidentState::Idle);
+    assert_eq!(residency.resident_bytes(), 0);
+    assert_eq!(residency.evictions(), 1);
+    assert_eq!(*r.get().await.unwrap(), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resident_in_use_is_not_evicted_for_idleness() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: None,
+        idle_timeout: Some(Duration::from_secs(10)),
+    });
+    let (r, _) = app(&residency, 10);
+    let held = r.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.state(), ResidentState::Loaded { footprint: 10 });
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(r.state(), ResidentState::Idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn over_the_budget_the_least_recently_used_idle_resident_goes_first() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: Some(25),
+        idle_timeout: None,
+    });
+    let (a, _) = app(&residency, 10);
+    let (b, _) = app(&residency, 10);
+    let (c, _) = app(&residency, 10);
+    a.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // `a` is older but busy: `b` goes instead.
+    let held = a.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.get().await.unwrap();
+    assert_eq!(a.state(), ResidentState::Loaded { footprint: 10 });
+    assert_eq!(b.state(), ResidentState::Idle);
+    assert_eq!(c.state(), ResidentState::Loaded { footprint: 10 });
+    assert_eq!(residency.resident_bytes(), 20);
+    drop(held);
+    // Loading `b` again puts `a` (now idle and least recently used) out.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.get().await.unwrap();
+    assert_eq!(a.state(), ResidentState::Idle);
+    assert_eq!(residency.resident_bytes(), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_load_is_remembered_briefly_then_retried() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = residency.resident(
+        "broken",
+        counting(calls.clone(), Duration::from_millis(5), 1, fail.clone()),
+    );
+    let err = r.get().await.unwrap_err();
+    assert_eq!(&*err.message, "broken");
+    assert!(err.to_string().contains("app `broken` failed to load"));
+    assert!(matches!(r.state(), ResidentState::Failed { .. }));
+    // Within the pause: answered from memory.
+    assert!(r.get().await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    fail.store(false, Ordering::SeqCst);
+    tokio::time::sleep(FAILED_RETRY_AFTER).await;
+    assert_eq!(*r.get().await.unwrap(), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_loaded_resident_returns_its_bytes() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, _) = app(&residency, 7);
+    r.get().await.unwrap();
+    assert_eq!(residency.resident_bytes(), 7);
+    drop(r);
+    assert_eq!(residency.resident_bytes(), 0);
+    assert_eq!(residency.evict_idle_now(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_installed_value_serves_without_a_load() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, calls) = app(&residency, 7);
+    r.install(Loaded {
+        value: Arc::new(42),
+        footprint: 3,
+    });
+    assert_eq!(*r.get().await.unwrap(), 42);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(residency.resident_bytes(), 3);
+    assert_eq!(r.evict().as_deref(), Some(&42));
+    assert_eq!(residency.resident_bytes(), 0);
+}
