@@ -5,6 +5,13 @@
 //! (`spin_sdk::time::sleep`, i.e. `wasi:clocks/monotonic-clock@0.3.0#wait-for`), `/echo` returns
 //! the incoming body as the response body (streamed frame by frame by the SDK), and `/stream` is a
 //! `StreamBody` over a `futures` stream.
+//!
+//! Per-instance state, for the instance reuse tests: `/seen?ms=N` counts the requests this
+//! instance has taken (a counter in a static) and those it is running, sleeps N ms (logging
+//! `seen <id> <count> sleeping N ms` to stderr first when N > 0) and answers
+//! `<instance id> <count> <running>`, where `running` counts the `/seen` requests the instance
+//! was running when this one started, itself included. The instance id is random, drawn once per
+//! instance. `/trap` logs `trap in <id> after <count> requests` to stderr, then panics.
 
 #[path = "../../hostile-p2/src/misbehave.rs"]
 mod misbehave;
@@ -18,7 +25,22 @@ use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{BoxBody, FullBody, Method, Request, Response, box_body};
 use spin_sdk::http_service;
 use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Requests this instance has taken on `/seen`.
+static SEEN: AtomicU64 = AtomicU64::new(0);
+/// `/seen` requests this instance is running.
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+/// This instance's random id.
+static INSTANCE: OnceLock<u64> = OnceLock::new();
+
+fn instance_id() -> u64 {
+    // std seeds `RandomState` from wasi:random, so each instance draws its own.
+    *INSTANCE.get_or_init(|| RandomState::new().hash_one(0u8))
+}
 
 type Reply = Response<BoxBody>;
 
@@ -29,6 +51,22 @@ async fn handle(req: Request) -> spin_sdk::http::Result<Reply> {
     let n = |key| param(query, key);
     match (req.method().clone(), path) {
         (Method::GET, "/ok") => text(200, "ok".to_owned()),
+        (Method::GET, "/seen") => {
+            let (id, count) = (instance_id(), SEEN.fetch_add(1, Ordering::Relaxed) + 1);
+            let running = RUNNING.fetch_add(1, Ordering::Relaxed) + 1;
+            let ms = n("ms");
+            if ms > 0 {
+                eprintln!("seen {id:016x} {count} sleeping {ms} ms");
+                spin_sdk::time::sleep(Duration::from_millis(ms)).await;
+            }
+            RUNNING.fetch_sub(1, Ordering::Relaxed);
+            text(200, format!("{id:016x} {count} {running}"))
+        }
+        (Method::GET, "/trap") => {
+            let (id, count) = (instance_id(), SEEN.load(Ordering::Relaxed));
+            eprintln!("trap in {id:016x} after {count} requests");
+            panic!("trap requested")
+        }
         (Method::GET, "/loop") => misbehave::loop_forever(),
         (Method::GET, "/spin") => {
             misbehave::spin_for(n("ms"));

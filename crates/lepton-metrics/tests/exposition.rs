@@ -28,9 +28,13 @@ fn rendered_text_passes_the_strict_parser() {
         names,
         [
             "lepton_app_compile_duration_seconds",
+            "lepton_app_evictions_total",
             "lepton_app_instances",
+            "lepton_app_loads_total",
             "lepton_app_pull_duration_seconds",
             "lepton_app_state",
+            "lepton_apps_loaded",
+            "lepton_apps_loaded_code_bytes",
             "lepton_http_limit_hits_total",
             "lepton_http_request_duration_seconds",
             "lepton_http_requests_in_flight",

@@ -17,6 +17,29 @@
 //!   dirtied instead of `memset`ting the whole keep-resident region; in a `perf` profile of the
 //!   hello benchmark `memset` fell from 10% to under 1% of samples. What remains is mostly the
 //!   `mprotect` (and its TLB-shootdown IPIs) wasmtime issues when a slot's heap limit changes.
+//!   Re-measured with wasmtime 48 (`bench/run.sh` hello-p2, alternating runs, lepton CPU per
+//!   request): `auto` 205–253 µs, off 272–292 µs.
+//! - **Per-request cost of a fresh instance** (wasi:http 0.2; 0.3 instances are reused, see
+//!   `lepton-trigger-http`'s `reuse`), from a `perf record --call-graph dwarf` of hello-p2 under
+//!   `wrk -c32`: instantiation 17% of lepton's CPU (the memory pool 6%, import wiring 3%), the
+//!   store's teardown 7%, the store's host state 2%; the kernel's `mprotect` and `PAGEMAP_SCAN`
+//!   calls 12% in all. Options weighed against that profile, none of which measurably helped:
+//!   - *slot affinity* (`max_unused_warm_slots`, default 100): every instantiation already gets a
+//!     slot that last held the same module, so its copy-on-write image stays mapped (no `mmap` in
+//!     the profile); kept.
+//!   - *`memory_guaranteed_dense_image_size`* (default 16 MiB): the guests' initial heaps are far
+//!     smaller, so they get copy-on-write images and nothing is copied at instantiation; kept.
+//!   - *the heap-limit `mprotect`s* (~9%: a guest grows its heap during a request, and the next
+//!     instantiation in that slot shrinks it back): only `signals_based_traps(false)` with no
+//!     guard pages avoids them, and that requires turning off Cranelift's Spectre mitigations on
+//!     heap accesses — not for strangers' code; kept.
+//!   - *`decommit_batch_size`* 16 instead of 1: 222–260 µs against 206–250 µs per request, within
+//!     the noise; kept at 1 (`LEPTON_DECOMMIT_BATCH`).
+//!   - *task spawns and wakeups*: about 0.9 context switches per request (p2 and p3 alike), one
+//!     task spawn per p2 request (wasmtime-wasi-http's worker; ~1% in the profile); nothing to
+//!     gain here without changing the runtime's scheduler.
+//!   - *for reference*: in the same `bench/run.sh` run, `wasmtime serve` 48 (its own pooling
+//!     defaults) served hello-p2 at 5.1k req/s, lepton at 6.4k.
 //! - **Epoch interruption** with a 10 ms tick: at each tick a store's callback stops a guest past
 //!   its request deadline or its version's cut-off, else yields to the async executor, and once
 //!   a request is CPU-bound it waits for a fair CPU lane ([`crate::cpu`]).

@@ -1,9 +1,10 @@
 //! The per-store host state ([`HostState`]) and the linker of host interfaces lepton provides.
 //!
-//! Each request gets a fresh store whose data is a `HostState`: the component's WASI context
-//! (environment, read-only files at `/`, captured stdio), the wasi-http context, and the resource
-//! table they share. Capabilities added later (variables, key-value, SQLite, outbound policy) each
-//! add one field here and one `add_to_linker` call in [`build_linker`].
+//! Each instance gets a store of its own whose data is a `HostState` (one request per instance,
+//! except wasi:http 0.3 components, whose instances the HTTP trigger reuses): the component's
+//! WASI context (environment, read-only files at `/`, captured stdio), the wasi-http context, and
+//! the resource table they share. Capabilities added later (variables, key-value, SQLite,
+//! outbound policy) each add one field here and one `add_to_linker` call in [`build_linker`].
 
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
@@ -26,8 +27,9 @@ pub struct HostState {
     pub(crate) services: lepton_outbound_services::ServicesHost,
     /// The instance's memory budget (`memory_mib`, runtime-config `max_instance_memory`).
     pub(crate) limits: crate::limits::InstanceBudget,
-    /// When the request this store serves must end: the epoch callback stops the guest past it,
-    /// and outbound requests carry it (chained requests never outlive their caller).
+    /// When the request this store serves must end (for a reused store, the latest deadline of
+    /// the requests running on it): the epoch callback stops the guest past it, and outbound
+    /// requests carry it (chained requests never outlive their caller).
     pub(crate) deadline: std::time::Instant,
     /// Counts this store in its app's `lepton_app_instances` while it lives.
     pub(crate) _instance: Option<lepton_metrics::InstanceGuard>,
@@ -39,6 +41,14 @@ impl HostState {
     pub fn shorten_deadline(&mut self, to: std::time::Instant) {
         self.deadline = self.deadline.min(to);
         self.hooks.shorten_deadline(self.deadline);
+    }
+
+    /// Set the deadline to `to`, later or earlier: a store reused for several requests ends with
+    /// the latest of the requests running on it (the HTTP trigger's reuse pool decides which).
+    /// The epoch callback stops the guest past it; outbound requests carry it.
+    pub fn set_deadline(&mut self, to: std::time::Instant) {
+        self.deadline = to;
+        self.hooks = self.hooks.clone().with_deadline(to);
     }
 
     /// When the request this store serves must end.
@@ -117,6 +127,7 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>, Runtime
     lepton_outbound::link_p2_relative_urls(&mut linker).map_err(link("wasi:http@0.2"))?;
     lepton_outbound::add_legacy_http_to_linker(&mut linker).map_err(link("fermyon:spin/http"))?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link("wasi:http@0.3"))?;
+    lepton_outbound::http::link_p3_relative_urls(&mut linker).map_err(link("wasi:http@0.3"))?;
     lepton_host::add_to_linker(&mut linker).map_err(link("spin variables/key-value/sqlite"))?;
     lepton_host_unsupported::add_to_linker(&mut linker).map_err(link("fermyon:spin/llm"))?;
     lepton_outbound_services::add_to_linker(&mut linker)

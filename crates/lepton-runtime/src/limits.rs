@@ -86,13 +86,18 @@ impl std::fmt::Display for GuestStopped {
 impl std::error::Error for GuestStopped {}
 
 /// What one store's epoch callback needs: the cut-off switch and the CPU share (the deadline is
-/// the store's, [`crate::HostState::deadline`], which a chained request may bring forward).
+/// the store's, [`crate::HostState::deadline`], which a chained request may bring forward and a
+/// reused store moves to its latest request's).
 pub(crate) struct TickPolicy {
     pub(crate) app: Arc<str>,
     pub(crate) cut_off: CutOff,
     pub(crate) scheduler: Arc<CpuScheduler>,
     pub(crate) cpu: Arc<AppCpu>,
+    /// Ticks the guest has computed through since its current request started.
     pub(crate) ticks: u32,
+    /// The deadline of the previous tick: when it moves, a reused store has taken a new
+    /// request, which gets its own grace ticks instead of inheriting its predecessors' count.
+    pub(crate) deadline_seen: Option<Instant>,
 }
 
 impl TickPolicy {
@@ -104,6 +109,10 @@ impl TickPolicy {
         }
         if Instant::now() >= deadline {
             return Err(wasmtime::Error::new(GuestStopped::Deadline));
+        }
+        if self.deadline_seen != Some(deadline) {
+            self.deadline_seen = Some(deadline);
+            self.ticks = 0;
         }
         self.ticks = self.ticks.saturating_add(1);
         self.cpu.charge();
@@ -262,6 +271,7 @@ mod tests {
             scheduler: CpuScheduler::new(1, 1),
             cpu: Arc::default(),
             ticks: 0,
+            deadline_seen: None,
         };
         let later = Instant::now() + std::time::Duration::from_secs(60);
         assert!(matches!(
@@ -285,5 +295,33 @@ mod tests {
             err.downcast_ref::<GuestStopped>(),
             Some(&GuestStopped::Deadline)
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_request_on_a_reused_store_gets_its_own_grace() {
+        let mut policy = TickPolicy {
+            app: Arc::from("a"),
+            cut_off: CutOff::default(),
+            scheduler: CpuScheduler::new(1, 1),
+            cpu: Arc::default(),
+            ticks: 0,
+            deadline_seen: None,
+        };
+        let first = Instant::now() + std::time::Duration::from_secs(60);
+        assert!(matches!(
+            policy.on_tick(first),
+            Ok(UpdateDeadline::Yield(1))
+        ));
+        assert!(matches!(
+            policy.on_tick(first),
+            Ok(UpdateDeadline::YieldCustom(1, _))
+        ));
+        // The store took a request with a later deadline: its first tick is a grace tick again.
+        let next = first + std::time::Duration::from_secs(1);
+        assert!(matches!(policy.on_tick(next), Ok(UpdateDeadline::Yield(1))));
+        assert!(matches!(
+            policy.on_tick(next),
+            Ok(UpdateDeadline::YieldCustom(1, _))
+        ));
     }
 }

@@ -1,31 +1,27 @@
-//! Running one request through a component: wasmtime-wasi-http's `ProxyHandler` drives a fresh
-//! store and instance per request for both `wasi:http/incoming-handler@0.2` and
-//! `wasi:http/handler@0.3` components; [`ComponentExecutor`] also dispatches to the Spin 1.x
-//! ([`crate::spin_inbound`]) and WAGI ([`crate::wagi`]) executors.
+//! Running one request through a component: wasmtime-wasi-http's `ProxyHandler` drives the
+//! stores and instances of `wasi:http/incoming-handler@0.2` and `wasi:http/handler@0.3`
+//! components ([`ComponentWorkers`]); [`ComponentExecutor`] also dispatches to the Spin 1.x
+//! ([`crate::spin_inbound`]) and WAGI ([`crate::wagi`]) executors, which make a fresh instance
+//! per request.
 //!
-//! Each worker serves exactly one request (Spin's model for 0.2 and the simplest correct one for
-//! 0.3; pooled 0.3 instance reuse can be switched on here later by accepting more requests per
-//! worker). The store lives until the guest has finished, which may be after the response head was
-//! sent, so streamed bodies complete — but never past the app's `request_timeout_ms` or its
-//! version's cut-off: [`RequestExpiration`] ends the worker then (dropping its store and pool
-//! slot) even while the guest waits on I/O, where the epoch callback cannot reach it.
+//! A wasi:http 0.2 instance serves one request; a 0.3 instance is reused for up to 128 requests,
+//! 16 at once, as Spin does ([`crate::reuse`], which also keeps each request's deadline, slot and
+//! cut-off on a shared instance). A store lives until its guest has finished, which may be after
+//! the response head was sent, so streamed bodies complete — but never past the request
+//! deadline of its requests or its version's cut-off, even while the guest waits on I/O, where the
+//! epoch callback cannot reach it.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::sync::Arc;
 
+use http_body_util::BodyExt;
 use lepton_runtime::{ComponentHandlerKind, HostState, PreparedComponent};
 use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{HandlerState, Instance, ProxyHandler};
 
 use crate::gate::Slot;
+use crate::reuse::{InstanceBody, InstanceExpiration, InstanceRequests, ReusePolicy, ServedBy};
 use crate::spin_inbound::SpinInboundExecutor;
 use crate::wagi::WagiExecutor;
-use wasmtime::component::GuestTaskId;
-use wasmtime::{Store, StoreContextMut};
-use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyHandler, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
-};
 
 /// Runs requests against one prepared component, with the executor its export calls for.
 #[derive(Clone)]
@@ -39,8 +35,9 @@ pub enum ComponentExecutor {
 }
 
 /// What the stack hands the executor with each request: when it must end, and its concurrency
-/// slot (if it holds one), which the guest's worker keeps until it is gone — so a client that
-/// disconnects does not free a slot while its guest still runs.
+/// slot (if it holds one), which the guest keeps until it has produced the response (or, if it
+/// outlives its deadline, until its instance is gone) — so a client that disconnects does not
+/// free a slot while its guest still runs.
 #[derive(Clone)]
 pub struct Ticket {
     /// The request deadline (a chained request's is never past its caller's).
@@ -57,7 +54,13 @@ impl ComponentExecutor {
         req: http::Request<WasiBody>,
     ) -> wasmtime::Result<http::Response<WasiBody>> {
         match self {
-            Self::WasiHttp(handler) => handler.handle(ticket, req).await,
+            Self::WasiHttp(handler) if handler.state().policy.max_requests > 1 => {
+                // A reused instance may be retired under this response: make its body say so.
+                let served = ServedBy::new();
+                let res = handler.handle((ticket, Some(served.clone())), req).await?;
+                Ok(res.map(|body| InstanceBody::new(body, served).boxed_unsync()))
+            }
+            Self::WasiHttp(handler) => handler.handle((ticket, None), req).await,
             // These stores belong to the request future: they end with it, slot included.
             Self::SpinInbound(executor) => executor.handle(ticket.deadline, req).await,
             Self::Wagi(executor) => executor.handle(ticket.deadline, req).await,
@@ -73,9 +76,16 @@ pub fn executor(
     component: Arc<PreparedComponent>,
 ) -> Result<ComponentExecutor, String> {
     match component.kind() {
-        ComponentHandlerKind::WasiHttpP2 | ComponentHandlerKind::WasiHttpP3 => Ok(
-            ComponentExecutor::WasiHttp(ProxyHandler::new(ComponentWorkers { app, component })),
-        ),
+        kind @ (ComponentHandlerKind::WasiHttpP2 | ComponentHandlerKind::WasiHttpP3) => {
+            Ok(ComponentExecutor::WasiHttp(ProxyHandler::new(
+                ComponentWorkers {
+                    app,
+                    component_id: component.id().into(),
+                    component,
+                    policy: ReusePolicy::for_kind(kind),
+                },
+            )))
+        }
         ComponentHandlerKind::SpinInbound => SpinInboundExecutor::new(component.clone())
             .map(ComponentExecutor::SpinInbound)
             .map_err(|e| {
@@ -92,20 +102,23 @@ pub fn executor(
     }
 }
 
-/// The [`HandlerState`]: how to make a worker (store + instance) for one component.
+/// The [`HandlerState`]: how to make a worker (store + instance) for one component, and how many
+/// requests it serves ([`ReusePolicy`]).
 pub struct ComponentWorkers {
     app: Arc<str>,
     component: Arc<PreparedComponent>,
+    component_id: Arc<str>,
+    policy: ReusePolicy,
 }
 
 impl HandlerState for ComponentWorkers {
     type StoreData = HostState;
-    type WorkerExpiration = RequestExpiration;
-    type WorkerState = SingleRequest;
+    type WorkerExpiration = InstanceExpiration;
+    type WorkerState = InstanceRequests;
 
     async fn instantiate(
         &self,
-    ) -> wasmtime::Result<Instance<HostState, RequestExpiration, SingleRequest>> {
+    ) -> wasmtime::Result<Instance<HostState, InstanceExpiration, InstanceRequests>> {
         let mut store = self.component.new_store()?;
         let Some(pre) = self.component.wasi_http_pre() else {
             wasmtime::bail!(
@@ -114,113 +127,18 @@ impl HandlerState for ComponentWorkers {
             );
         };
         let proxy = pre.instantiate_async(&mut store).await?;
-        let sooner = Arc::new(Mutex::new(None));
+        let (state, expiration) = crate::reuse::instance(
+            self.policy,
+            self.app.clone(),
+            self.component_id.clone(),
+            self.component.cut_off(),
+        );
         Ok(Instance {
             store,
             proxy,
             view: HostState::http_view,
-            expiration: RequestExpiration {
-                deadline: Box::pin(tokio::time::sleep(
-                    self.component.limits().request_timeout() + STOP_GRACE,
-                )),
-                sooner: sooner.clone(),
-                cut_off: Box::pin(self.component.cut_off().signal()),
-            },
-            state: SingleRequest {
-                app: self.app.clone(),
-                component: self.component.id().into(),
-                sooner,
-                ticket: Mutex::new(None),
-            },
+            expiration,
+            state,
         })
-    }
-}
-
-/// How long after the request deadline a worker is ended: the stack answers 504 (or aborts the
-/// stream) at the deadline itself, and the worker goes right after, so the client sees the
-/// deadline rather than the worker's own failure.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Ends a worker (its one request included) at the app's request deadline or when its version
-/// is cut off. Polled by wasi-http outside the guest's event loop, so it fires even while the
-/// guest is blocked.
-pub struct RequestExpiration {
-    /// The component's own `request_timeout_ms` from instantiation, until the request arrives.
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    /// The request's own deadline (plus [`STOP_GRACE`]), set by
-    /// [`SingleRequest::on_request_start`] when it is sooner.
-    sooner: Arc<Mutex<Option<tokio::time::Instant>>>,
-    cut_off: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
-}
-
-impl WorkerExpiration for RequestExpiration {
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        _state: WorkerStatus,
-        _start: Instant,
-    ) -> Poll<()> {
-        if self.cut_off.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        let sooner = self.sooner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(at) = sooner
-            && at < self.deadline.deadline()
-        {
-            self.deadline.as_mut().reset(at);
-        }
-        self.deadline.as_mut().poll(cx)
-    }
-}
-
-/// A worker that accepts exactly one request: a fresh instance per request. It keeps the
-/// request's [`Ticket`] (its slot) until the worker ends.
-pub struct SingleRequest {
-    app: Arc<str>,
-    component: Arc<str>,
-    sooner: Arc<Mutex<Option<tokio::time::Instant>>>,
-    ticket: Mutex<Option<Ticket>>,
-}
-
-impl WorkerState for SingleRequest {
-    type StoreData = HostState;
-    type RequestData = Ticket;
-
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total == 0 {
-            ShouldAccept::Yes
-        } else {
-            ShouldAccept::Never
-        }
-    }
-
-    fn on_request_start(
-        &self,
-        mut store: StoreContextMut<'_, HostState>,
-        ticket: Ticket,
-        _task: GuestTaskId,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        store
-            .data_mut()
-            .shorten_deadline(ticket.deadline.into_std());
-        let end = ticket.deadline + STOP_GRACE;
-        *self.sooner.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
-        *self.ticket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ticket);
-        Box::pin(tokio::time::sleep_until(end))
-    }
-
-    fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
-        drop(store);
-        // The guest is gone: its slot may go too (once its response body is done as well).
-        drop(self.ticket.lock().unwrap_or_else(|e| e.into_inner()).take());
-        match result {
-            Ok(()) => {}
-            Err(err) if crate::stack::is_stopped_by_limits(&err) => {
-                tracing::warn!(app = %self.app, component = %self.component, error = %format!("{err:#}"), "guest stopped");
-            }
-            Err(err) => {
-                tracing::warn!(app = %self.app, component = %self.component, error = %format!("{err:#}"), "guest failed");
-            }
-        }
     }
 }

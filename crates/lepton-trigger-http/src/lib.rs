@@ -6,6 +6,8 @@
 //! - [`app`]: one app's request handling ([`HttpApp`]).
 //! - [`executor`]: running a request through a component (wasi:http 0.2 and 0.3), or through
 //!   [`spin_inbound`] (Spin 1.x `fermyon:spin/inbound-http`) or [`wagi`] (CGI over WASI).
+//! - [`reuse`]: how many requests a wasi:http instance serves (one for 0.2; for 0.3 up to 128,
+//!   16 at once, dropped after 1 s idle) and how each request's limits hold on a shared instance.
 //! - [`chaining`]: `*.spin.internal` requests served in-process (the runtime's `LocalDispatch`).
 //! - [`gate`]: an app's concurrency slots and FIFO wait queue ([`AppGate`]).
 //! - [`stack`]: the per-app request stack (body limit, concurrency, deadline, cut-off) every
@@ -20,6 +22,7 @@ pub mod executor;
 pub mod gate;
 pub mod headers;
 pub mod ingress;
+pub mod reuse;
 pub mod router;
 pub mod server;
 pub mod spin_inbound;
