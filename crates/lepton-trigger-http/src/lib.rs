@@ -1,5 +1,5 @@
 //! The HTTP trigger: listeners, Spin's router and `spin-*` headers, and dispatch of each request
-//! to a fresh component instance.
+//! to a component instance (fresh per request; wasi:http 0.3 instances reused, see [`reuse`]).
 //!
 //! - [`router`]: route syntax and Spin's precedence.
 //! - [`headers`]: the `spin-*` request headers.
