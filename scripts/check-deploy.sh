@@ -201,7 +201,12 @@ for want in serve-postgres tauon-configmap; do
     [ -d "deploy/k8s/$want" ] || fail "deploy/k8s/$want is missing"
 done
 variants=()
-for dir in deploy/k8s/*/; do variants+=("${dir%/}"); done
+# Variants are the directories of manifests (not Python's byte-code cache, should one appear).
+export PYTHONDONTWRITEBYTECODE=1
+for dir in deploy/k8s/*/; do
+    case "$dir" in */__pycache__/) continue ;; esac
+    variants+=("${dir%/}")
+done
 # manifests_in DIR: the files `kubectl apply -f DIR/` reads (check-manifests.py reads the same).
 manifests_in() { find "$1" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) | sort; }
 files=()
