@@ -19,8 +19,13 @@ use std::path::{Component, Path, PathBuf};
 #[path = "../../crates/lepton-host/src/runtime_config.rs"]
 pub mod runtime_config;
 
-#[path = "../../crates/lepton-host/src/variables.rs"]
-pub mod variables;
+// Inside an inline module with a path, `variables.rs` is an ordinary (non-mod-rs) file, so its
+// own `mod dotenv;` is found in `variables/` as in lepton-host itself.
+#[path = "../../crates/lepton-host/src"]
+mod lepton_host_src {
+    pub mod variables;
+}
+pub use lepton_host_src::variables;
 
 #[path = "../../crates/lepton-outbound/src/allowed.rs"]
 pub mod allowed;
