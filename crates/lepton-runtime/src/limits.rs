@@ -263,16 +263,21 @@ mod tests {
         assert!(!b.memory_growing(2 << 20, 3 << 20, None).expect("grow"));
     }
 
-    #[tokio::test]
-    async fn a_tick_past_the_deadline_or_after_a_cut_off_stops_the_guest() {
-        let mut policy = TickPolicy {
+    /// A fresh store's tick policy on a one-lane scheduler.
+    fn policy() -> TickPolicy {
+        TickPolicy {
             app: Arc::from("a"),
             cut_off: CutOff::default(),
             scheduler: CpuScheduler::new(1, 1),
             cpu: Arc::default(),
             ticks: 0,
             deadline_seen: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tick_past_the_deadline_or_after_a_cut_off_stops_the_guest() {
+        let mut policy = policy();
         let later = Instant::now() + std::time::Duration::from_secs(60);
         assert!(matches!(
             policy.on_tick(later),
@@ -299,14 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_request_on_a_reused_store_gets_its_own_grace() {
-        let mut policy = TickPolicy {
-            app: Arc::from("a"),
-            cut_off: CutOff::default(),
-            scheduler: CpuScheduler::new(1, 1),
-            cpu: Arc::default(),
-            ticks: 0,
-            deadline_seen: None,
-        };
+        let mut policy = policy();
         let first = Instant::now() + std::time::Duration::from_secs(60);
         assert!(matches!(
             policy.on_tick(first),

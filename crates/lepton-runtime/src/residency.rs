@@ -345,6 +345,16 @@ impl<T: Send + Sync + 'static> Resident<T> {
         let _ = self.shared.settle(Ok(loaded));
     }
 
+    /// The loaded value, if loaded, counted as a use (the request path's fast path: a loaded
+    /// app that keeps serving stays recently used). Does not load.
+    pub fn hit(&self) -> Option<Arc<T>> {
+        let value = self.loaded();
+        if value.is_some() {
+            self.touch();
+        }
+        value
+    }
+
     /// The loaded value, if loaded (does not load, does not count as a use).
     pub fn loaded(&self) -> Option<Arc<T>> {
         match &*self.shared.state() {

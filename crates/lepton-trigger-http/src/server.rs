@@ -155,7 +155,7 @@ async fn serve_resident(
     scheme: &'static str,
     client: SocketAddr,
 ) -> Result<hyper::Response<crate::stack::ResponseBody>, crate::stack::Abandoned> {
-    let app = match resident.loaded() {
+    let app = match resident.hit() {
         Some(app) => app,
         None if req.uri().path() == HEALTH => {
             return Ok(crate::app::text(http::StatusCode::OK, "OK")

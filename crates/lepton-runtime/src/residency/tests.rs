@@ -186,3 +186,24 @@ async fn an_installed_value_serves_without_a_load() {
     assert_eq!(r.evict().as_deref(), Some(&42));
     assert_eq!(residency.resident_bytes(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_served_from_the_loaded_value_keep_an_app_from_idling_out() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: None,
+        idle_timeout: Some(Duration::from_secs(10)),
+    });
+    let (r, _) = app(&residency, 10);
+    r.get().await.unwrap();
+    // Short requests every 4 s, each through the fast path, for a minute.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(r.hit().is_some(), "evicted while in use");
+    }
+    // A value looked at without a use does not count.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = r.loaded();
+    }
+    assert_eq!(r.state(), ResidentState::Idle);
+}
