@@ -20,14 +20,6 @@ const V2_BODY: &str = "Hello from hello (p3)\n";
 /// Bytes echoed back in the streamed-response check: more than loopback socket buffers hold.
 const STREAM_LEN: usize = 24 << 20;
 
-fn push_digest(app: &str, reference: &str) -> String {
-    let out = push(app, reference);
-    out.lines()
-        .find_map(|l| l.strip_prefix("digest: "))
-        .unwrap_or_else(|| panic!("push output names the digest: {out}"))
-        .to_string()
-}
-
 fn app_json(reference: &str, address: &str, state_dir: &str) -> String {
     serde_json::to_string_pretty(&serde_json::json!({
         "reference": reference,

@@ -53,6 +53,15 @@ pub fn push(app: &str, reference: &str) -> String {
     stdout
 }
 
+/// [`push`], returning the digest the push reports.
+pub fn push_digest(app: &str, reference: &str) -> String {
+    let out = push(app, reference);
+    out.lines()
+        .find_map(|l| l.strip_prefix("digest: "))
+        .unwrap_or_else(|| panic!("push output names the digest: {out}"))
+        .to_string()
+}
+
 /// `lepton push <spin_toml> <reference>` with extra environment for the child (e.g.
 /// `DOCKER_CONFIG`); returns the output whatever the exit status.
 pub fn push_output(spin_toml: &Path, reference: &str, envs: &[(&str, &OsStr)]) -> Output {

@@ -19,7 +19,7 @@
 //! loads it again. A footprint is what the loader reports (for apps: the size of their
 //! compiled code), so the budget bounds what eviction can give back, not the process's RSS.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -192,6 +192,7 @@ impl Residency {
                 loader,
                 state: Mutex::new(State::Idle),
                 last_used: AtomicU64::new(self.inner.now()),
+                pinned: AtomicBool::new(false),
             }),
         }
     }
@@ -292,6 +293,9 @@ struct ResidentShared<T> {
     loader: Loader<T>,
     state: Mutex<State<T>>,
     last_used: AtomicU64,
+    /// Never evicted by the residency (idle timeout or budget): an app version whose non-HTTP
+    /// triggers run without requests. [`Resident::evict`] still releases it.
+    pinned: AtomicBool,
 }
 
 type LoadFuture<T> = Shared<BoxFuture<'static, Result<Arc<T>, LoadFailed>>>;
@@ -375,6 +379,18 @@ impl<T: Send + Sync + 'static> Resident<T> {
                 message: error.message.to_string(),
             },
         }
+    }
+
+    /// Keep it loaded from now on: the residency no longer evicts it for idleness or the memory
+    /// budget (its weight still counts in the budget). For versions that must run without
+    /// requests (Redis and cron triggers).
+    pub fn pin(&self) {
+        self.shared.pinned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Resident::pin`] was called.
+    pub fn pinned(&self) -> bool {
+        self.shared.pinned.load(Ordering::Relaxed)
     }
 
     /// Drop the hold on the loaded value (requests holding it finish on it); the next
@@ -500,7 +516,7 @@ impl<T: Send + Sync + 'static> Member for ResidentShared<T> {
     }
 
     fn evict(&self, why: &'static str) -> bool {
-        self.take(why).is_some()
+        !self.pinned.load(Ordering::Relaxed) && self.take(why).is_some()
     }
 }
 

@@ -14,7 +14,9 @@
 //!
 //! tauon's app files ([`parse_app_file`]) hold one such entry each, named after the file. The
 //! admin API's `PUT /v1/apps/{name}` body ([`parse_api_app`]) is the same object, where
-//! `address` and `state_dir` are optional (an app needs an address or some hosts).
+//! `state_dir` is optional too. `address` is optional everywhere: an app with HTTP triggers needs
+//! an address or some hosts, which is checked once its triggers are known (when it is pulled);
+//! an app whose triggers are all Redis or cron needs neither.
 //!
 //! The whole file is validated before anything listens: every problem is reported (not just the
 //! first), each naming the file, the field and the app. Relative `state_dir`s are resolved against
@@ -267,8 +269,8 @@ struct Checked {
     spec: Option<AppSpec>,
 }
 
-/// Which source an entry comes from: files need `address` and `state_dir`; the admin API
-/// defaults `state_dir` to `<state_root>/<name>` and needs an address or some hosts.
+/// Which source an entry comes from: files need `state_dir`; the admin API defaults it to
+/// `<state_root>/<name>`.
 #[derive(Clone, Copy)]
 enum Mode<'a> {
     File,
@@ -314,18 +316,9 @@ fn check_app(
             );
             None
         }
-        None if matches!(mode, Mode::File) => {
-            problem("address", "missing (where the app listens, IP:port)".into());
-            None
-        }
-        None if app.hosts.is_empty() => {
-            problem(
-                "address",
-                "the app needs an `address` of its own or some `hosts` on the shared ingress"
-                    .into(),
-            );
-            None
-        }
+        // Whether the app needs an address (or hosts) depends on its triggers, which are known
+        // only once it is pulled: an app with HTTP triggers and neither is refused then, naming
+        // `address`; an app whose triggers are all Redis or cron needs neither.
         None => Some(None),
     };
     let mut hosts = Vec::new();

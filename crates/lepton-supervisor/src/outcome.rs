@@ -39,6 +39,15 @@ pub enum StartError {
     /// The HTTP triggers are invalid.
     #[error(transparent)]
     Trigger(#[from] lepton_trigger_http::TriggerError),
+    /// The Redis or cron triggers are invalid.
+    #[error(transparent)]
+    EventTrigger(#[from] lepton_trigger::TriggerError),
+    /// The app has HTTP triggers but nowhere to serve them.
+    #[error(
+        "`address`: the app has HTTP triggers but neither an `address` nor `hosts` to serve \
+         them on (only an app whose triggers are all Redis or cron needs neither)"
+    )]
+    Unreachable,
     /// The address could not be bound.
     #[error("cannot listen on {address}")]
     Listen {

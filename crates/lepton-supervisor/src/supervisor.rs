@@ -22,6 +22,14 @@
 //! moves the app binds the new address first and then stops the old listener (draining it).
 //! Whatever fails, the version already serving keeps serving.
 //!
+//! Triggers: every trigger type follows one lifecycle (prepare with the version, switch when it
+//! becomes current, drain the version left behind through [`drain`]). HTTP is switched through
+//! the listeners' `watch` channels and the host table; Redis and cron through the
+//! `lepton-trigger` seam, per app across its versions ([`triggers`]). A version with Redis or cron
+//! triggers runs without requests, so it is loaded at once and pinned (never evicted); an app
+//! that loads on demand is probed in the background (one pull) to find out. An app whose
+//! triggers are all Redis or cron needs neither an address nor hosts.
+//!
 //! Apps with `hosts` are also served on the shared ingress: the supervisor publishes a
 //! [`HostTable`] (host → the app's version channel, and the certificate files of its `tls`) that
 //! `--http` and `--https` listeners route by, so a replace reaches them at once; an app may have
@@ -32,7 +40,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lepton_oci::AppLoader;
 use lepton_runtime::{AppLimits, CompileCache, Residency, ResidencyConfig, RuntimeEngine};
@@ -44,8 +52,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 mod claims;
+mod drain;
 mod gc;
 mod prepare;
+mod triggers;
 mod version;
 
 use crate::outcome::log_transition;
@@ -54,7 +64,12 @@ use claims::{ClaimBook, Claims};
 pub use gc::GcConfig;
 use lepton_spec::AppSpec;
 use prepare::{Check, prepare};
+use triggers::{EventTriggers, SharedTriggers};
 use version::{Version, pull};
+
+/// How many apps that load on demand are probed for event triggers at once (each probe is one
+/// pull, from the cache or the registry).
+const PROBES: usize = 4;
 
 /// Supervisor settings.
 #[derive(Debug, Clone)]
@@ -119,6 +134,8 @@ struct State {
     running: HashMap<String, RunningApp>,
     /// Each app's gate and metrics, kept across its versions (and address moves).
     fronts: HashMap<String, AppFront>,
+    /// Each app's running event triggers (Redis, cron), kept across its versions.
+    triggers: HashMap<String, SharedTriggers>,
     shutting_down: bool,
 }
 
@@ -134,6 +151,12 @@ struct Inner {
     publisher: HostPublisher,
     /// Which versions are loaded; evicts idle ones.
     residency: Residency,
+    /// The last version number given out ([`Version::seq`]).
+    versions: AtomicU64,
+    /// Bounds the background probes of apps that load on demand.
+    probes: tokio::sync::Semaphore,
+    /// Probes started and not finished.
+    probing: Arc<AtomicUsize>,
 }
 
 /// Coalesces host table rebuilds: each change takes a number and waits until a rebuild that
@@ -166,6 +189,8 @@ pub struct AppSupervisor {
 }
 
 struct ReadyApp {
+    /// Its Redis and cron triggers, if any (started once it is current).
+    events: Option<EventTriggers>,
     digest: String,
     from_cache_only: bool,
     /// Bytes of compiled code it maps (its weight in the memory budget).
@@ -195,6 +220,9 @@ impl AppSupervisor {
                 done: watch::Sender::new(0),
             },
             residency,
+            versions: AtomicU64::new(0),
+            probes: tokio::sync::Semaphore::new(PROBES),
+            probing: Arc::default(),
         });
         let weak = Arc::downgrade(&inner);
         let wake = inner.publisher.wake.clone();
@@ -272,6 +300,9 @@ impl AppSupervisor {
         state.slots.remove(from);
         state.slots.insert(to.to_string(), slot);
         state.holdings.rename(from, to);
+        if let Some(triggers) = state.triggers.remove(from) {
+            state.triggers.insert(to.to_string(), triggers);
+        }
         if let Some(mut app) = state.running.remove(from) {
             app.status.key = to.to_string();
             tracing::info!(from, to, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app renamed");
@@ -297,25 +328,46 @@ impl AppSupervisor {
     /// and return when all listeners are done. Operations still loading are abandoned when they
     /// finish.
     pub async fn shutdown(&self) {
-        let apps: Vec<RunningApp> = {
+        let (apps, triggers): (Vec<RunningApp>, Vec<(String, SharedTriggers)>) = {
             let mut state = self.inner.state();
             state.shutting_down = true;
-            state.running.drain().map(|(_, app)| app).collect()
+            (
+                state.running.drain().map(|(_, app)| app).collect(),
+                state.triggers.drain().collect(),
+            )
         };
+        // Event triggers stop taking events first, then finish what they run (bounded by the
+        // drain timeout) alongside the listeners' requests.
+        let drain_timeout = self.inner.config.drain_timeout;
+        let stopped = futures::future::join_all(triggers.into_iter().map(|(key, t)| async move {
+            if let Some((retired, cut)) = t.lock().await.stop().await {
+                drain::wait(
+                    &key,
+                    "event triggers",
+                    triggers::drained(retired),
+                    &cut,
+                    drain_timeout,
+                )
+                .await;
+            }
+        }));
         self.inner.hosts.send_replace(Arc::new(HostTable::new()));
         for app in &apps {
             if let Some((stop, _)) = &app.listener {
                 let _ = stop.send(true);
             }
         }
-        for app in apps {
-            if let Some((_, task)) = app.listener
-                && let Err(err) = task.await
-            {
-                tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+        let listeners = async {
+            for app in apps {
+                if let Some((_, task)) = app.listener
+                    && let Err(err) = task.await
+                {
+                    tracing::warn!(app = %app.status.name, error = %err, "listener task ended abnormally");
+                }
+                tracing::info!(key = %app.status.key, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app stopped (shutdown)");
             }
-            tracing::info!(key = %app.status.key, app = %app.status.name, reference = %app.status.reference, digest = %app.status.digest, "app stopped (shutdown)");
-        }
+        };
+        futures::future::join(stopped, listeners).await;
     }
 }
 
@@ -390,15 +442,27 @@ async fn execute(
     desired: Option<AppSpec>,
 ) -> Result<Transition, StartError> {
     let Some(spec) = desired else {
-        let app = {
+        let (app, triggers) = {
             let mut state = inner.state();
             state.fronts.remove(key);
             let app = state.running.remove(key);
             if let Some(app) = &app {
                 inner.config.metrics.remove_app(&app.spec.name);
             }
-            app
+            (app, state.triggers.remove(key))
         };
+        if let Some(triggers) = triggers
+            && let Some((retired, cut)) = triggers.lock().await.stop().await
+        {
+            let drained = triggers::drained(retired);
+            drain::in_background(
+                key.to_string(),
+                "event triggers",
+                drained,
+                cut,
+                inner.config.drain_timeout,
+            );
+        }
         return Ok(match app {
             Some(app) => {
                 if !app.spec.hosts.is_empty() {
@@ -416,7 +480,11 @@ async fn execute(
         .running
         .get(key)
         .map(|r| (r.spec.clone(), r.report(), r.version.clone()));
-    let preload = spec.preload.unwrap_or(inner.config.preload_by_default);
+    // An app nothing can send a request to (no address, no hosts: all its triggers are Redis
+    // or cron) is loaded at once.
+    let preload = spec.preload.unwrap_or(inner.config.preload_by_default)
+        || (spec.address.is_none() && spec.hosts.is_empty());
+    let probe = !preload;
     let old_loaded = before
         .as_ref()
         .is_some_and(|(_, _, v)| v.resident.loaded().is_some());
@@ -460,6 +528,7 @@ async fn execute(
         limits: spec.limits.over(&inner.config.default_limits),
         load: lepton_runtime::ResidentState::Idle,
     };
+    let started = version.clone();
     let routed_hosts = !spec.hosts.is_empty()
         || before
             .as_ref()
@@ -488,6 +557,7 @@ async fn execute(
                 publish_hosts(inner).await;
             }
             retire(&previous, &old, inner.config.drain_timeout);
+            made_current(inner, key, &started, probe).await;
             Ok(Transition::Replaced { previous, current })
         }
         before => {
@@ -532,6 +602,7 @@ async fn execute(
             if routed_hosts {
                 publish_hosts(inner).await;
             }
+            made_current(inner, key, &started, probe).await;
             match (before, old) {
                 (Some((_, previous, _)), Some(old)) => {
                     stop_app(old, inner.config.drain_timeout).await;
@@ -564,8 +635,55 @@ impl RunningApp {
 /// what remains; a version that was not loaded has nothing to wait for.
 fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, drain: Duration) {
     if let Some(loaded) = old.evict() {
-        release_when_drained(previous.key.clone(), previous.digest.clone(), loaded, drain);
+        let cut_off = loaded.cut_off_switch().clone();
+        let released = drain::http_released(loaded);
+        let key = format!("{} ({})", previous.key, previous.digest);
+        drain::in_background(key, "http", released, cut_off, drain);
     }
+}
+
+/// Once `version` is app `key`'s current version: start (or switch to) the event triggers an
+/// eager load prepared, or probe a version that loads on demand for event triggers.
+async fn made_current(inner: &Arc<Inner>, key: &str, version: &Version, probe: bool) {
+    let spec = inner.state().running.get(key).map(|r| r.spec.clone());
+    let Some(spec) = spec else { return };
+    if probe {
+        version.probe(inner, &spec);
+    }
+    activate_triggers(inner, key, &spec.name, version.seq, version.take_events()).await;
+}
+
+/// Make version `seq` of app `key` run its event triggers `next` (`None`: it has none), if it is
+/// still the app's current version; a version with event triggers is pinned in the residency.
+async fn activate_triggers(
+    inner: &Inner,
+    key: &str,
+    app: &str,
+    seq: u64,
+    next: Option<EventTriggers>,
+) {
+    let shared = {
+        let mut state = inner.state();
+        let Some(running) = state.running.get(key).filter(|r| r.version.seq == seq) else {
+            if next.is_some() {
+                tracing::debug!(%key, seq, "a version that is no longer current loaded; its event triggers are not started");
+            }
+            return;
+        };
+        if next.is_some() {
+            running.version.resident.pin();
+        }
+        match state.triggers.get(key) {
+            Some(t) => t.clone(),
+            None if next.is_some() => state.triggers.entry(key.to_string()).or_default().clone(),
+            None => return,
+        }
+    };
+    shared
+        .lock()
+        .await
+        .activate(key, app, seq, next, inner.config.drain_timeout)
+        .await;
 }
 
 /// Stop an app that is no longer routed to: stop its own listener (if any) and wait for its
@@ -608,36 +726,6 @@ fn host_table(state: &State) -> HostTable {
         }
     }
     table
-}
-
-/// Wait (in the background, up to `drain`) for the requests still using a replaced version to
-/// finish, then log its release; past `drain`, cut off the ones still running.
-fn release_when_drained(key: String, digest: String, old: Arc<HttpApp>, drain: Duration) {
-    let weak = Arc::downgrade(&old);
-    drop(old);
-    tokio::spawn(async move {
-        let deadline = Instant::now() + drain;
-        let mut cut = false;
-        loop {
-            let in_flight = weak.strong_count();
-            if in_flight == 0 {
-                tracing::info!(%key, %digest, cut_off = cut, "previous version released: its in-flight requests finished");
-                return;
-            }
-            if cut && Instant::now() >= deadline + Duration::from_secs(5) {
-                tracing::warn!(%key, %digest, in_flight, "previous version still referenced 5 s after its requests were cut off");
-                return;
-            }
-            if !cut && Instant::now() >= deadline {
-                tracing::warn!(%key, %digest, in_flight, "drain timeout: cutting off the previous version's remaining requests");
-                if let Some(old) = weak.upgrade() {
-                    old.cut_off();
-                }
-                cut = true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
 }
 
 #[cfg(test)]

@@ -223,7 +223,9 @@ pub struct HttpApp {
 
 impl HttpApp {
     /// Validate `locked`'s HTTP triggers against its prepared components and build the app,
-    /// whose requests pass `front` (the app's gate and metrics, shared by its versions).
+    /// whose requests pass `front` (the app's gate and metrics, shared by its versions). Triggers
+    /// of other types are left to their own crates; an app without HTTP triggers gets an empty
+    /// router (every request 404).
     pub fn new(
         name: &str,
         locked: &LockedApp,
@@ -239,16 +241,9 @@ impl HttpApp {
         let mut routes = Vec::new();
         let mut statics = Vec::new();
         let mut executors = RouteExecutors::default();
-        for trigger in &locked.triggers {
-            if trigger.trigger_type != "http" {
-                return Err(err(
-                    &trigger.id,
-                    format!(
-                        "trigger type `{}` is not supported; lepton serves HTTP triggers",
-                        trigger.trigger_type
-                    ),
-                ));
-            }
+        // The app's other triggers (Redis, cron) are the supervisor's to start, each through its
+        // own crate; the app-level `metadata.triggers.http` (base) applies to these only.
+        for trigger in locked.triggers_of("http") {
             let config: HttpTriggerConfig = serde_json::from_value(trigger.trigger_config.clone())
                 .map_err(|e| err(&trigger.id, format!("invalid trigger_config: {e}")))?;
             let wagi_argv = match &config.executor {

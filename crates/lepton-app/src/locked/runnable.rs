@@ -14,10 +14,10 @@ use serde_json::{Map, Value};
 use super::{HOST_REQ_MIDDLEWARE, HOST_REQ_OPTIONAL, LockedApp};
 use crate::AppError;
 
-/// The trigger types lepton serves today. The `redis` and `cron` triggers exist as crates
-/// (`lepton-trigger-redis`, `lepton-trigger-cron`) but are not yet started by the supervisor, so
-/// an app using them is refused rather than served without them.
-pub const SERVED_TRIGGER_TYPES: &[&str] = &["http"];
+/// The trigger types lepton serves: HTTP (`lepton-trigger-http`), Redis
+/// (`lepton-trigger-redis`) and cron (`lepton-trigger-cron`), all started, replaced and drained
+/// by the supervisor.
+pub const SERVED_TRIGGER_TYPES: &[&str] = &["http", "redis", "cron"];
 
 impl LockedApp {
     /// [`Self::ensure_runnable_with`] the trigger types lepton serves ([`SERVED_TRIGGER_TYPES`]).

@@ -207,3 +207,26 @@ async fn requests_served_from_the_loaded_value_keep_an_app_from_idling_out() {
     }
     assert_eq!(r.state(), ResidentState::Idle);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pinned_resident_is_never_evicted_by_idleness_or_the_budget() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: Some(15),
+        idle_timeout: Some(Duration::from_secs(10)),
+    });
+    let (pinned, _) = app(&residency, 10);
+    let (other, _) = app(&residency, 10);
+    pinned.pin();
+    pinned.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Over the budget: the pinned one is older, but the newcomer is the only one that can go.
+    other.get().await.unwrap();
+    assert_eq!(pinned.state(), ResidentState::Loaded { footprint: 10 });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(pinned.state(), ResidentState::Loaded { footprint: 10 });
+    assert_eq!(residency.evict_idle_now(), 0);
+    assert_eq!(pinned.state(), ResidentState::Loaded { footprint: 10 });
+    // Releasing it (a replace or stop) still works.
+    assert!(pinned.evict().is_some());
+    assert_eq!(residency.resident_bytes(), 0);
+}

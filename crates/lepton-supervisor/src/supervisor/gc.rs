@@ -180,6 +180,10 @@ mod tests {
         sup.apply("a.json".into(), Some(lazy))
             .await
             .expect("lazy start");
+        // Its probe for event triggers (a pull, failing here) holds the cache while it runs.
+        while sup.inner.probing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
 
         let keep_only = GcConfig {
             interval: Duration::from_secs(1),

@@ -1,8 +1,9 @@
 //! Preparing one version of an app before it may serve: check it can run on lepton, create its
 //! state directory, compile (or load) its components against the app's limits, instantiate each
 //! once (when it is prepared ahead of serving; a load on first request skips this, as the request
-//! instantiates it anyway), and build its HTTP trigger on the app's front (gate and metrics, kept
-//! across versions). A version that fails any step is refused before it replaces one that serves.
+//! instantiates it anyway), build its HTTP trigger on the app's front (gate and metrics, kept
+//! across versions) and its event triggers (Redis, cron; started later, once it is current). A
+//! version that fails any step is refused before it replaces one that serves.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use lepton_runtime::{AppConfig, RuntimeApp};
 use lepton_spec::AppSpec;
 use lepton_trigger_http::{AppFront, HttpApp};
 
+use super::triggers::{EventTriggers, has_http_triggers};
 use super::{Inner, ReadyApp};
 use crate::outcome::StartError;
 
@@ -32,6 +34,9 @@ pub(super) async fn prepare(
     check: Check,
 ) -> Result<ReadyApp, StartError> {
     loaded.locked.ensure_runnable()?;
+    if spec.address.is_none() && spec.hosts.is_empty() && has_http_triggers(&loaded.locked) {
+        return Err(StartError::Unreachable);
+    }
     std::fs::create_dir_all(&spec.state_dir).map_err(|source| StartError::StateDir {
         path: spec.state_dir.clone(),
         source,
@@ -108,7 +113,9 @@ pub(super) async fn prepare(
     };
     runtime.count_instances_in(front.metrics.clone());
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
+    let events = EventTriggers::prepare(&spec.name, &loaded.locked, &runtime)?;
     Ok(ReadyApp {
+        events,
         from_cache_only: super::version::cache_only(&loaded),
         digest: loaded.manifest_digest,
         footprint: runtime.code_bytes(),

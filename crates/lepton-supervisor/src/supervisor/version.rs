@@ -1,5 +1,6 @@
 //! One app version as the supervisor holds it: a [`Resident`] HTTP trigger — routable whether
-//! or not it is loaded — and what its last load found (digest, routes).
+//! or not it is loaded — what its last load found (digest, routes), and its event triggers
+//! (Redis, cron) until they are started.
 //!
 //! A version's loader pulls the app once (through the verified cache) and keeps the runnable
 //! locked app in memory, so a version loaded again after an eviction only prepares its
@@ -7,6 +8,7 @@
 //! A version prepared eagerly (preloaded, or replacing a loaded one) is installed already
 //! loaded.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -17,7 +19,8 @@ use lepton_spec::AppSpec;
 use lepton_trigger_http::HttpApp;
 
 use super::prepare::{Check, prepare};
-use super::{Inner, ReadyApp};
+use super::triggers::{EventTriggers, has_event_triggers};
+use super::{Inner, ReadyApp, activate_triggers};
 use crate::outcome::StartError;
 
 /// What a version's load found.
@@ -47,7 +50,12 @@ impl Facts {
 /// One version of one app.
 #[derive(Clone)]
 pub(super) struct Version {
+    /// Its number, increasing with every version the supervisor makes (event triggers never go
+    /// back to an older version whose load ends late).
+    pub seq: u64,
     pub resident: Resident<HttpApp>,
+    /// Its event triggers, prepared with an eager load and started once it is current.
+    events: Arc<Mutex<Option<EventTriggers>>>,
     facts: Arc<Mutex<Option<Facts>>>,
     /// The app as pulled (kept for loads after an eviction), once it has been.
     pulled: Arc<Mutex<Option<LoadedApp>>>,
@@ -57,6 +65,7 @@ impl Version {
     /// A version of `spec` for `key` that loads when first used, from `pulled` when the app was
     /// already pulled.
     pub fn new(inner: &Arc<Inner>, key: &str, spec: &AppSpec, pulled: Option<LoadedApp>) -> Self {
+        let seq = inner.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let facts: Arc<Mutex<Option<Facts>>> = Arc::default();
         let memo = Arc::new(Mutex::new(pulled));
         let pulled = memo.clone();
@@ -80,10 +89,14 @@ impl Version {
                             loaded
                         }
                     };
-                    let ready = prepare(&inner, &key, &spec, loaded, Check::OnFirstRequest)
+                    let mut ready = prepare(&inner, &key, &spec, loaded, Check::OnFirstRequest)
                         .await
                         .map_err(|e| error_chain(&e))?;
                     *lock(&found) = Some(Facts::of(&ready));
+                    // A version loaded on demand (or after a probe found event triggers) starts
+                    // them itself, if it is still the app's current version.
+                    let events = ready.events.take();
+                    activate_triggers(&inner, &key, &spec.name, seq, events).await;
                     Ok(Loaded {
                         footprint: ready.footprint,
                         value: Arc::new(ready.http),
@@ -93,10 +106,40 @@ impl Version {
             }),
         );
         Self {
+            seq,
             resident,
+            events: Arc::default(),
             facts,
             pulled,
         }
+    }
+
+    /// For a version that loads on demand: find out in the background (one pull, at most
+    /// [`PROBES`] at once) whether the app has event triggers, which must run without requests;
+    /// if it has, keep the pull, pin the version and load it now.
+    pub fn probe(&self, inner: &Arc<Inner>, spec: &AppSpec) {
+        let (weak, version, spec) = (Arc::downgrade(inner), self.clone(), spec.clone());
+        let probing = Probing::start(&inner.probing);
+        tokio::spawn(async move {
+            let _probing = probing;
+            let Some(inner) = weak.upgrade() else { return };
+            let Ok(_permit) = inner.probes.acquire().await else {
+                return;
+            };
+            if version.resident.loaded().is_some() || lock(&version.pulled).is_some() {
+                return;
+            }
+            // A failed pull is left to the first request, which reports it.
+            let Ok(loaded) = pull(&inner, &spec).await else {
+                return;
+            };
+            if has_event_triggers(&loaded.locked) {
+                tracing::info!(app = %spec.name, "the app has event triggers: loading it now and keeping it loaded");
+                *lock(&version.pulled) = Some(loaded);
+                version.resident.pin();
+                version.resident.preload();
+            }
+        });
     }
 
     /// Calls `f` with the app as pulled, if it has been (what the cache collector keeps).
@@ -106,18 +149,44 @@ impl Version {
         }
     }
 
-    /// Serve `ready` (prepared and checked already) without another load.
-    pub fn install(&self, ready: ReadyApp) {
+    /// Serve `ready` (prepared and checked already) without another load; its event triggers
+    /// wait for [`Version::take_events`].
+    pub fn install(&self, mut ready: ReadyApp) {
         *lock(&self.facts) = Some(Facts::of(&ready));
+        if let Some(events) = ready.events.take() {
+            self.resident.pin();
+            *lock(&self.events) = Some(events);
+        }
         self.resident.install(Loaded {
             footprint: ready.footprint,
             value: Arc::new(ready.http),
         });
     }
 
+    /// The event triggers [`Version::install`] kept, to start now that it is current.
+    pub fn take_events(&self) -> Option<EventTriggers> {
+        lock(&self.events).take()
+    }
+
     /// What its last load found, if it has been loaded.
     pub fn facts(&self) -> Option<Facts> {
         lock(&self.facts).clone()
+    }
+}
+
+/// Counts a probe from its start to its end.
+struct Probing(Arc<AtomicUsize>);
+
+impl Probing {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Probing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -121,7 +121,7 @@ fn mixed_trigger_types_have_no_legacy_trigger_metadata() {
 }
 
 #[test]
-fn apps_with_redis_or_cron_triggers_are_not_served_yet() {
+fn apps_with_redis_or_cron_triggers_are_served_and_others_refused_by_name() {
     let app = App::new();
     let locked = app
         .load(&with_header(&format!(
@@ -129,7 +129,8 @@ fn apps_with_redis_or_cron_triggers_are_not_served_yet() {
              [[trigger.cron]]\ncomponent = \"a\"\ncron_expression = \"0 * * * * *\"\n{COMPONENT}"
         )))
         .unwrap();
-    let e = locked.ensure_runnable().unwrap_err();
+    locked.ensure_runnable().unwrap();
+    let e = locked.ensure_runnable_with(&["http"]).unwrap_err();
     assert!(
         matches!(&e, AppError::TriggerNotServed { trigger, trigger_type, .. }
             if trigger == "a-cron-trigger" && trigger_type == "cron"),
@@ -140,7 +141,6 @@ fn apps_with_redis_or_cron_triggers_are_not_served_yet() {
         "trigger `a-cron-trigger` is a `cron` trigger, which lepton does not serve yet \
          (it serves: http); refusing to run the app without it"
     );
-    locked.ensure_runnable_with(&["http", "cron"]).unwrap();
     let e = locked.ensure_runnable_with(&["cron"]).unwrap_err();
     assert!(
         e.to_string()
