@@ -10,7 +10,7 @@
 //! What this node observes (state, digest, addresses, error) is recorded back into the database
 //! per node, and each app's state into the metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +19,7 @@ use futures::future::{BoxFuture, Shared};
 use lepton_metrics::{AppState, Metrics};
 use lepton_store::{ObservedStatus, Store, StoredApp};
 use lepton_supervisor::{
-    Desired, KeyState, KeyStatus, Outcome, ReconcileStatus, Reconciler, Transition,
+    Desired, KeyState, KeyStatus, Outcome, Reconciler, RunningAppStatus, Transition,
 };
 use tokio::sync::watch;
 
@@ -86,7 +86,7 @@ impl DbSource {
 
     /// Ready: every stored app has been handed over once and the reconciler has tried each.
     pub fn ready(&self) -> bool {
-        *self.synced.borrow() && self.reconciler.status().borrow().settled()
+        *self.synced.borrow() && self.reconciler.board().settled()
     }
 
     /// Hand `stored` to the reconciler unless this generation (or a newer one) already was;
@@ -143,8 +143,7 @@ impl DbSource {
     /// Bring the reconciler in line with the database once.
     pub async fn sync(&self) -> Result<(), lepton_store::StoreError> {
         let stored = self.store.list().await?;
-        let names: std::collections::HashSet<&str> =
-            stored.iter().map(|a| a.name.as_str()).collect();
+        let names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
         let gone: Vec<String> = self
             .applied
             .lock()
@@ -190,16 +189,26 @@ impl DbSource {
     }
 
     /// Record each key's observed state in the database (per node) and the metrics whenever
-    /// the reconciler publishes a change.
+    /// the reconciler publishes a change, for the keys that changed only.
     async fn record_statuses(self: Arc<Self>) {
         let mut status = self.reconciler.status();
         let mut recorded: HashMap<String, ObservedStatus> = HashMap::new();
-        loop {
-            let current: Arc<ReconcileStatus> = status.borrow_and_update().clone();
-            for (name, key) in &current.keys {
-                let observed = observe(name, key, &current);
-                self.metrics.set_app_state(name, metric_state(&key.state));
-                let same = recorded.get(name).is_some_and(|r| {
+        // Keys with an app state in the metrics.
+        let mut measured: HashSet<String> = HashSet::new();
+        while let Some(changes) = status.changed().await {
+            for name in status.keys(changes) {
+                let board = status.board();
+                let Some(key) = board.key(&name) else {
+                    recorded.remove(&name);
+                    if measured.remove(&name) {
+                        self.metrics.remove_app(&name);
+                    }
+                    continue;
+                };
+                let observed = observe(&key, board.running_app(&name).as_ref());
+                self.metrics.set_app_state(&name, metric_state(&key.state));
+                measured.insert(name.clone());
+                let same = recorded.get(&name).is_some_and(|r| {
                     r.state == observed.state
                         && r.digest == observed.digest
                         && r.error == observed.error
@@ -208,34 +217,21 @@ impl DbSource {
                 if same {
                     continue;
                 }
-                match self.store.record_status(&self.node, name, &observed).await {
+                match self.store.record_status(&self.node, &name, &observed).await {
                     Ok(()) => {
-                        recorded.insert(name.clone(), observed);
+                        recorded.insert(name, observed);
                     }
                     Err(err) => {
                         tracing::warn!(app = %name, error = %err, "cannot record the app's status");
                     }
                 }
             }
-            let gone: Vec<String> = recorded
-                .keys()
-                .filter(|n| !current.keys.contains_key(*n))
-                .cloned()
-                .collect();
-            for name in gone {
-                recorded.remove(&name);
-                self.metrics.remove_app(&name);
-            }
-            if status.changed().await.is_err() {
-                return;
-            }
         }
     }
 }
 
-/// What this node observes of key `name`.
-pub fn observe(name: &str, key: &KeyStatus, all: &ReconcileStatus) -> ObservedStatus {
-    let running = all.running_app(name);
+/// What this node observes of a key: its status and what runs under it.
+pub fn observe(key: &KeyStatus, running: Option<&RunningAppStatus>) -> ObservedStatus {
     let mut addresses: Vec<String> = running
         .and_then(|r| r.address)
         .map(|a| format!("http://{a}"))
