@@ -5,7 +5,10 @@
 //! per generation: the API's `PUT` applies its own write at once and waits for the outcome, and
 //! the sync loop — woken by the store's change counter (this process's writes, other nodes'
 //! through PostgreSQL's notifications) — applies whatever it has not seen, sharing the same
-//! outcome when both race for one generation.
+//! outcome when both race for one generation. After its first full read, a sync reads only the
+//! apps written since the revision it last saw ([`Store::written_after`]), and the whole list
+//! only when the number stored says some app was deleted: a burst of `PUT`s costs each one its
+//! own app, not every app.
 //!
 //! What this node observes (state, digest, addresses, error) is recorded back into the database
 //! per node, and each app's state into the metrics.
@@ -39,6 +42,8 @@ pub struct DbSource {
     state_root: PathBuf,
     node: String,
     applied: Mutex<HashMap<String, Applied>>,
+    /// The revision the last sync read up to (`None` before the first).
+    seen_revision: Mutex<Option<i64>>,
     /// Set once the first full sync has handed every stored app to the reconciler.
     synced: watch::Sender<bool>,
 }
@@ -60,6 +65,7 @@ impl DbSource {
             state_root,
             node,
             applied: Mutex::new(HashMap::new()),
+            seen_revision: Mutex::new(None),
             synced: watch::Sender::new(false),
         })
     }
@@ -142,7 +148,36 @@ impl DbSource {
 
     /// Bring the reconciler in line with the database once.
     pub async fn sync(&self) -> Result<(), lepton_store::StoreError> {
-        let stored = self.store.list().await?;
+        let revision = self.store.revision().await?;
+        let seen = *self.seen_revision.lock().unwrap_or_else(|e| e.into_inner());
+        if seen != Some(revision) {
+            let whole = match seen {
+                Some(seen) => {
+                    let written = self.store.written_after(seen).await?;
+                    for app in &written.apps {
+                        drop(self.apply(app));
+                    }
+                    let known = self.applied.lock().unwrap_or_else(|e| e.into_inner()).len();
+                    // Fewer stored than known: some were deleted (more: a write raced this read).
+                    if i64::try_from(known).is_ok_and(|k| k == written.stored) {
+                        None
+                    } else {
+                        Some(self.store.list().await?)
+                    }
+                }
+                None => Some(self.store.list().await?),
+            };
+            if let Some(stored) = whole {
+                self.sync_all(&stored);
+            }
+            *self.seen_revision.lock().unwrap_or_else(|e| e.into_inner()) = Some(revision);
+        }
+        self.synced.send_replace(true);
+        Ok(())
+    }
+
+    /// Apply every app of `stored` (the whole list) and stop those no longer in it.
+    fn sync_all(&self, stored: &[StoredApp]) {
         let names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
         let gone: Vec<String> = self
             .applied
@@ -156,11 +191,9 @@ impl DbSource {
             tracing::info!(app = %name, "app deleted from the desired state: stopping it");
             tokio::spawn(self.remove(&name));
         }
-        for app in &stored {
+        for app in stored {
             drop(self.apply(app));
         }
-        self.synced.send_replace(true);
-        Ok(())
     }
 
     /// Follow the database until `shutdown` resolves: sync at start and whenever it changes,
