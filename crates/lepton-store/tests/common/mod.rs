@@ -279,7 +279,11 @@ pub async fn written_after_lists_what_changed(store: &Store) {
     let b = store.put("b", &spec(1), &[]).await.unwrap();
     let a2 = store.put("a", &spec(2), &[]).await.unwrap();
     let written = store.written_after(before).await.unwrap();
-    assert_eq!(written.apps, [a2.clone(), b.clone()], "by name, newest generation");
+    assert_eq!(
+        written.apps,
+        [a2.clone(), b.clone()],
+        "by name, newest generation"
+    );
     assert_eq!(written.stored, 2);
     assert_eq!(store.written_after(0).await.unwrap().apps, [a2, b]);
 
