@@ -10,6 +10,10 @@ usage: density_driver.py ADMIN INGRESS TOKEN PID COMMAND ARGS...
                           queueing); total time, p50/p99, errors
   rss LABEL               the server's RSS and threads now
   wait_evicted            wait until lepton_apps_loaded is 0
+  ready T0                wait until /readyz answers 200 (every app tried); print time since T0
+
+DENSITY_REFERENCE, when set, is the reference every app `put` stores (e.g. one digest-pinned
+component) instead of d(i % DISTINCT) on DENSITY_REGISTRY.
 """
 import http.client
 import json
@@ -51,11 +55,14 @@ def metric(name):
 
 
 def put(n, distinct):
+    import os
     c = conn(admin)
-    reg = sys_registry()
+    fixed = os.environ.get("DENSITY_REFERENCE")
+    reg = None if fixed else sys_registry()
     t0 = time.perf_counter()
     for i in range(n):
-        spec = {"reference": f"{reg}/d{i % distinct}:v1", "hosts": [f"a{i}.bench"]}
+        reference = fixed or f"{reg}/d{i % distinct}:v1"
+        spec = {"reference": reference, "hosts": [f"a{i}.bench"]}
         c.request("PUT", f"/v1/apps/a{i}?wait=false", json.dumps(spec).encode(), {
             "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         res = c.getresponse()
@@ -156,6 +163,24 @@ def rss(label):
     print(f"  RSS {label}: {r:.0f} MiB, {t} threads, {loaded:.0f} apps loaded")
 
 
+def ready(t0):
+    deadline = time.time() + 600
+    while True:
+        try:
+            c = conn(admin)
+            c.request("GET", "/readyz")
+            res = c.getresponse()
+            res.read()
+            if res.status == 200:
+                break
+        except (ConnectionError, http.client.HTTPException, OSError):
+            pass
+        if time.time() > deadline:
+            sys.exit("never ready")
+        time.sleep(0.01)
+    print(f"  ready (/readyz) {time.time() - float(t0):.2f} s after start")
+
+
 def wait_evicted():
     t0 = time.time()
     while (metric("lepton_apps_loaded") or 0) > 0:
@@ -174,6 +199,8 @@ elif command == "hit":
     hit(int(args[0]), args[1], "--peak" in args, clients)
 elif command == "rss":
     rss(args[0])
+elif command == "ready":
+    ready(args[0])
 elif command == "wait_evicted":
     wait_evicted()
 else:

@@ -250,12 +250,12 @@ impl AdminApi {
 
     /// An app's document: what is stored, what this node observes, what every node recorded.
     async fn document(&self, app: &StoredApp) -> Value {
-        let status = self.source.reconciler().status().borrow().clone();
+        let board = self.source.reconciler().board();
         // Live: digest, routes and load state change as the app loads and is evicted.
         let live = self.source.reconciler().supervisor().app_status(&app.name);
-        let local = status.keys.get(&app.name).map(|key| {
+        let local = board.key(&app.name).map(|key| {
             let running = live.as_ref();
-            let observed = observe(&app.name, key, &status);
+            let observed = observe(&key, board.running_app(&app.name).as_ref());
             let load = running.map(|r| match &r.load {
                 lepton_supervisor::ResidentState::Failed { message } => {
                     json!({ "state": "failed", "error": message })

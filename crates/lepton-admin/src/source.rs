@@ -5,12 +5,15 @@
 //! per generation: the API's `PUT` applies its own write at once and waits for the outcome, and
 //! the sync loop — woken by the store's change counter (this process's writes, other nodes'
 //! through PostgreSQL's notifications) — applies whatever it has not seen, sharing the same
-//! outcome when both race for one generation.
+//! outcome when both race for one generation. After its first full read, a sync reads only the
+//! apps written since the revision it last saw ([`Store::written_after`]), and the whole list
+//! only when the number stored says some app was deleted: a burst of `PUT`s costs each one its
+//! own app, not every app.
 //!
 //! What this node observes (state, digest, addresses, error) is recorded back into the database
 //! per node, and each app's state into the metrics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +22,7 @@ use futures::future::{BoxFuture, Shared};
 use lepton_metrics::{AppState, Metrics};
 use lepton_store::{ObservedStatus, Store, StoredApp};
 use lepton_supervisor::{
-    Desired, KeyState, KeyStatus, Outcome, ReconcileStatus, Reconciler, Transition,
+    Desired, KeyState, KeyStatus, Outcome, Reconciler, RunningAppStatus, Transition,
 };
 use tokio::sync::watch;
 
@@ -39,6 +42,8 @@ pub struct DbSource {
     state_root: PathBuf,
     node: String,
     applied: Mutex<HashMap<String, Applied>>,
+    /// The revision the last sync read up to (`None` before the first).
+    seen_revision: Mutex<Option<i64>>,
     /// Set once the first full sync has handed every stored app to the reconciler.
     synced: watch::Sender<bool>,
 }
@@ -60,6 +65,7 @@ impl DbSource {
             state_root,
             node,
             applied: Mutex::new(HashMap::new()),
+            seen_revision: Mutex::new(None),
             synced: watch::Sender::new(false),
         })
     }
@@ -86,7 +92,7 @@ impl DbSource {
 
     /// Ready: every stored app has been handed over once and the reconciler has tried each.
     pub fn ready(&self) -> bool {
-        *self.synced.borrow() && self.reconciler.status().borrow().settled()
+        *self.synced.borrow() && self.reconciler.board().settled()
     }
 
     /// Hand `stored` to the reconciler unless this generation (or a newer one) already was;
@@ -142,9 +148,37 @@ impl DbSource {
 
     /// Bring the reconciler in line with the database once.
     pub async fn sync(&self) -> Result<(), lepton_store::StoreError> {
-        let stored = self.store.list().await?;
-        let names: std::collections::HashSet<&str> =
-            stored.iter().map(|a| a.name.as_str()).collect();
+        let revision = self.store.revision().await?;
+        let seen = *self.seen_revision.lock().unwrap_or_else(|e| e.into_inner());
+        if seen != Some(revision) {
+            let whole = match seen {
+                Some(seen) => {
+                    let written = self.store.written_after(seen).await?;
+                    for app in &written.apps {
+                        drop(self.apply(app));
+                    }
+                    let known = self.applied.lock().unwrap_or_else(|e| e.into_inner()).len();
+                    // Fewer stored than known: some were deleted (more: a write raced this read).
+                    if i64::try_from(known).is_ok_and(|k| k == written.stored) {
+                        None
+                    } else {
+                        Some(self.store.list().await?)
+                    }
+                }
+                None => Some(self.store.list().await?),
+            };
+            if let Some(stored) = whole {
+                self.sync_all(&stored);
+            }
+            *self.seen_revision.lock().unwrap_or_else(|e| e.into_inner()) = Some(revision);
+        }
+        self.synced.send_replace(true);
+        Ok(())
+    }
+
+    /// Apply every app of `stored` (the whole list) and stop those no longer in it.
+    fn sync_all(&self, stored: &[StoredApp]) {
+        let names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
         let gone: Vec<String> = self
             .applied
             .lock()
@@ -157,11 +191,9 @@ impl DbSource {
             tracing::info!(app = %name, "app deleted from the desired state: stopping it");
             tokio::spawn(self.remove(&name));
         }
-        for app in &stored {
+        for app in stored {
             drop(self.apply(app));
         }
-        self.synced.send_replace(true);
-        Ok(())
     }
 
     /// Follow the database until `shutdown` resolves: sync at start and whenever it changes,
@@ -190,16 +222,26 @@ impl DbSource {
     }
 
     /// Record each key's observed state in the database (per node) and the metrics whenever
-    /// the reconciler publishes a change.
+    /// the reconciler publishes a change, for the keys that changed only.
     async fn record_statuses(self: Arc<Self>) {
         let mut status = self.reconciler.status();
         let mut recorded: HashMap<String, ObservedStatus> = HashMap::new();
-        loop {
-            let current: Arc<ReconcileStatus> = status.borrow_and_update().clone();
-            for (name, key) in &current.keys {
-                let observed = observe(name, key, &current);
-                self.metrics.set_app_state(name, metric_state(&key.state));
-                let same = recorded.get(name).is_some_and(|r| {
+        // Keys with an app state in the metrics.
+        let mut measured: HashSet<String> = HashSet::new();
+        while let Some(changes) = status.changed().await {
+            for name in status.keys(changes) {
+                let board = status.board();
+                let Some(key) = board.key(&name) else {
+                    recorded.remove(&name);
+                    if measured.remove(&name) {
+                        self.metrics.remove_app(&name);
+                    }
+                    continue;
+                };
+                let observed = observe(&key, board.running_app(&name).as_ref());
+                self.metrics.set_app_state(&name, metric_state(&key.state));
+                measured.insert(name.clone());
+                let same = recorded.get(&name).is_some_and(|r| {
                     r.state == observed.state
                         && r.digest == observed.digest
                         && r.error == observed.error
@@ -208,34 +250,21 @@ impl DbSource {
                 if same {
                     continue;
                 }
-                match self.store.record_status(&self.node, name, &observed).await {
+                match self.store.record_status(&self.node, &name, &observed).await {
                     Ok(()) => {
-                        recorded.insert(name.clone(), observed);
+                        recorded.insert(name, observed);
                     }
                     Err(err) => {
                         tracing::warn!(app = %name, error = %err, "cannot record the app's status");
                     }
                 }
             }
-            let gone: Vec<String> = recorded
-                .keys()
-                .filter(|n| !current.keys.contains_key(*n))
-                .cloned()
-                .collect();
-            for name in gone {
-                recorded.remove(&name);
-                self.metrics.remove_app(&name);
-            }
-            if status.changed().await.is_err() {
-                return;
-            }
         }
     }
 }
 
-/// What this node observes of key `name`.
-pub fn observe(name: &str, key: &KeyStatus, all: &ReconcileStatus) -> ObservedStatus {
-    let running = all.running_app(name);
+/// What this node observes of a key: its status and what runs under it.
+pub fn observe(key: &KeyStatus, running: Option<&RunningAppStatus>) -> ObservedStatus {
     let mut addresses: Vec<String> = running
         .and_then(|r| r.address)
         .map(|a| format!("http://{a}"))

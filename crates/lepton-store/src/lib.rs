@@ -34,7 +34,7 @@ use tokio::task::AbortHandle;
 use changes::Changes;
 pub use error::{BackendError, StoreError};
 pub use location::StoreLocation;
-pub use model::{Claim, ObservedStatus, StoredApp};
+pub use model::{Claim, ObservedStatus, StoredApp, WrittenAfter};
 use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
 
@@ -102,6 +102,15 @@ impl Store {
         match &self.inner.backend {
             Backend::Sqlite(db) => db.list().await,
             Backend::Postgres(db) => db.list().await,
+        }
+    }
+
+    /// The apps written (put) after revision `revision`, and the number of apps stored: what a
+    /// follower that has seen `revision` reads instead of the whole list (see [`WrittenAfter`]).
+    pub async fn written_after(&self, revision: i64) -> Result<WrittenAfter, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db.written_after(revision).await,
+            Backend::Postgres(db) => db.written_after(revision).await,
         }
     }
 

@@ -18,6 +18,17 @@ pub struct StoredApp {
     pub updated_at_unix_ms: i64,
 }
 
+/// The apps written after a revision ([`crate::Store::written_after`]), and how many apps are
+/// stored: a reader that knew every app at that revision tells from the count whether any was
+/// deleted since (then it reads the whole list).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrittenAfter {
+    /// The apps whose generation is greater than the revision asked for, by name.
+    pub apps: Vec<StoredApp>,
+    /// The number of apps stored (read after `apps`).
+    pub stored: i64,
+}
+
 /// Something only one app may hold at a time. Values are compared exactly: the caller normalises
 /// them (lowercases hosts, writes addresses in one canonical form).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::changes::Changes;
 use crate::error::{Context, ResultExt};
 use crate::migrations::{self, Step};
-use crate::{Claim, ObservedStatus, StoreError, StoredApp};
+use crate::{Claim, ObservedStatus, StoreError, StoredApp, WrittenAfter};
 
 /// How long a write waits for another process's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,6 +96,38 @@ impl SqliteBackend {
                 .ctx(ctx)?;
             rows.into_iter().map(|row| decode_app(row, ctx)).collect()
         })
+        .await
+    }
+
+    /// The apps written after `revision` and the number stored, in one read transaction.
+    pub(crate) async fn written_after(&self, revision: i64) -> Result<WrittenAfter, StoreError> {
+        self.call(
+            format!("list apps written after revision {revision}"),
+            move |db, ctx| {
+                let tx = db.conn.transaction().ctx(ctx)?;
+                let rows = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT name, spec, generation, updated_at FROM apps \
+                         WHERE generation > ?1 ORDER BY name",
+                        )
+                        .ctx(ctx)?;
+                    stmt.query_map([revision], app_row)
+                        .ctx(ctx)?
+                        .collect::<Result<Vec<_>, _>>()
+                        .ctx(ctx)?
+                };
+                let stored = tx
+                    .query_row("SELECT COUNT(*) FROM apps", [], |row| row.get(0))
+                    .ctx(ctx)?;
+                tx.commit().ctx(ctx)?;
+                let apps = rows
+                    .into_iter()
+                    .map(|row| decode_app(row, ctx))
+                    .collect::<Result<_, _>>()?;
+                Ok(WrittenAfter { apps, stored })
+            },
+        )
         .await
     }
 

@@ -122,6 +122,7 @@ fn postgres_store() {
         run!(shared claims_are_exclusive);
         run!(shared statuses_follow_their_app);
         run!(shared own_writes_move_changes);
+        run!(shared written_after_lists_what_changed);
         run!(shared an_abandoned_put_completes_and_is_announced);
         run!(another_stores_writes_are_notified);
         run!(concurrent_conflicting_puts);

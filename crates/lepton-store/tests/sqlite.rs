@@ -50,6 +50,7 @@ shared_scenarios!(
     claims_are_exclusive,
     statuses_follow_their_app,
     own_writes_move_changes,
+    written_after_lists_what_changed,
     an_abandoned_put_completes_and_is_announced,
 );
 

@@ -16,7 +16,10 @@ pub use lepton_runtime::{Residency, ResidencyConfig, ResidentState};
 pub use lepton_spec::{AppSpec, ConfigError, LimitOverrides, Manifest, parse_app_file};
 /// The desired-state model (re-exported from `lepton-spec`).
 pub use lepton_spec::{app as spec, limits};
-pub use reconciler::{Desired, KeyState, KeyStatus, Outcome, ReconcileStatus, Reconciler, Refusal};
+pub use reconciler::{
+    Desired, KeyState, KeyStatus, Outcome, ReconcileStatus, Reconciler, Refusal, StatusBoard,
+    StatusChanges, StatusStream,
+};
 pub use supervisor::{
     AppSupervisor, LoadFailure, RunningAppStatus, StartError, SupervisorConfig, Transition,
 };

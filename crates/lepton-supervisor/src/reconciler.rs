@@ -11,20 +11,27 @@
 //! - an app refused because another holds its address or state_dir is retried whenever some
 //!   other app stops, moves or fails;
 //! - the outcome of each desire is returned to whoever set it (an API `PUT` waits on it), and
-//!   the state of every key, with what is running, is published as a stream
-//!   ([`Reconciler::status`]) for status files, the API and metrics.
+//!   the state of every key, with what is running, is published per changed key
+//!   ([`Reconciler::status`], see [`status`]) for status files, the API and metrics.
 //!
-//! The reconciler is a task fed through a channel; [`Reconciler`] is a cheap handle to it.
+//! The reconciler is a task fed through a channel; [`Reconciler`] is a cheap handle to it. Each
+//! event costs O(log keys) plus the keys it touches: retries wait in a queue ordered by time,
+//! keys waiting on a conflict in a set of their own, and only touched keys are published.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::AppSpec;
 use crate::supervisor::{AppSupervisor, LoadFailure, StartError, Transition};
-use crate::{AppSpec, RunningAppStatus};
+
+pub mod status;
+
+use status::KeyUpdate;
+pub use status::{KeyState, KeyStatus, ReconcileStatus, StatusBoard, StatusChanges, StatusStream};
 
 /// What a source wants for one key.
 #[derive(Debug, Clone)]
@@ -82,64 +89,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Where one key stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyState {
-    /// Submitted; its outcome is not known yet.
-    Loading,
-    /// Its desired app serves.
-    Serving,
-    /// Its last desire failed (`error` says why); a retry may be scheduled.
-    Failed,
-    /// The source's entry does not parse.
-    Invalid,
-    /// Refused because another app holds its address or state_dir; retried when that changes.
-    Conflicted,
-}
-
-/// One key's state, as published.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyStatus {
-    /// The last valid spec the source gave (what should run).
-    pub spec: Option<AppSpec>,
-    /// Where it stands.
-    pub state: KeyState,
-    /// The error to report, if any.
-    pub error: Option<String>,
-    /// Whether a desire for it has finished at least once (readiness).
-    pub tried: bool,
-}
-
-/// The whole picture, published after every change.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ReconcileStatus {
-    /// Every key a source has set (and not made absent), by key.
-    pub keys: BTreeMap<String, KeyStatus>,
-    /// What is serving now, sorted by key ([`ReconcileStatus::running_app`] finds one).
-    pub running: Vec<RunningAppStatus>,
-}
-
-impl ReconcileStatus {
-    /// The running app with key `key`, if any.
-    pub fn running_app(&self, key: &str) -> Option<&RunningAppStatus> {
-        self.running
-            .binary_search_by(|r| r.key.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.running[i])
-    }
-
-    /// Every key has been tried at least once (a readiness probe's question).
-    pub fn settled(&self) -> bool {
-        self.keys.values().all(|k| k.tried)
-    }
-}
-
 /// The most events handled between two publications.
 const BATCH: usize = 4096;
 
 /// The first and the longest wait before reloading an app that failed to load.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How often what runs under every key is read again: a lazy app's digest, routes and load
+/// state change when it loads or is evicted, which is no event of the reconciler's.
+const REFRESH: Duration = Duration::from_secs(5);
 
 #[allow(clippy::large_enum_variant)]
 enum Command {
@@ -159,7 +118,8 @@ enum Command {
 #[derive(Clone)]
 pub struct Reconciler {
     commands: mpsc::UnboundedSender<Command>,
-    status: watch::Receiver<Arc<ReconcileStatus>>,
+    board: Arc<StatusBoard>,
+    notify: watch::Receiver<u64>,
     supervisor: AppSupervisor,
 }
 
@@ -167,21 +127,27 @@ impl Reconciler {
     /// Start the reconciler task over `supervisor`.
     pub fn spawn(supervisor: AppSupervisor) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(Arc::new(ReconcileStatus::default()));
+        let (notify_tx, notify) = watch::channel(0);
+        let board = Arc::new(StatusBoard::default());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let task = Task {
             supervisor: supervisor.clone(),
             entries: BTreeMap::new(),
+            retries: BTreeSet::new(),
+            conflicted: BTreeSet::new(),
+            dirty: BTreeSet::new(),
             waiters: HashMap::new(),
             replies: Vec::new(),
             done_tx,
-            status: status_tx,
+            board: board.clone(),
+            notify: notify_tx,
             next_submission: 0,
         };
         tokio::spawn(task.run(rx, done_rx));
         Self {
             commands,
-            status,
+            board,
+            notify,
             supervisor,
         }
     }
@@ -224,9 +190,15 @@ impl Reconciler {
         rx.await.unwrap_or(false)
     }
 
-    /// The published status; changes after every submission, outcome and retry.
-    pub fn status(&self) -> watch::Receiver<Arc<ReconcileStatus>> {
-        self.status.clone()
+    /// A stream of the published status: which keys changed (after every submission, outcome
+    /// and retry) since the stream last looked, read from [`StatusStream::board`].
+    pub fn status(&self) -> StatusStream {
+        StatusStream::new(self.board.clone(), self.notify.clone())
+    }
+
+    /// The published status (each key's, and what runs under it).
+    pub fn board(&self) -> &StatusBoard {
+        &self.board
     }
 
     /// The supervisor it drives.
@@ -246,6 +218,17 @@ struct Entry {
     backoff: Duration,
 }
 
+impl Entry {
+    fn status(&self) -> KeyStatus {
+        KeyStatus {
+            spec: self.spec.clone(),
+            state: self.state.clone(),
+            error: self.error.clone(),
+            tried: self.tried,
+        }
+    }
+}
+
 struct Done {
     key: String,
     submission: u64,
@@ -255,13 +238,21 @@ struct Done {
 struct Task {
     supervisor: AppSupervisor,
     entries: BTreeMap<String, Entry>,
+    /// Scheduled retries by time; an item whose entry no longer has that `retry_at` is stale.
+    retries: BTreeSet<(Instant, String)>,
+    /// Keys in [`KeyState::Conflicted`] with a spec (retried when something else changes).
+    conflicted: BTreeSet<String>,
+    /// Keys touched since the last publication.
+    dirty: BTreeSet<String>,
     /// Who waits on which submission.
     waiters: HashMap<u64, oneshot::Sender<Outcome>>,
     /// Outcomes to answer once the status that reflects them is published (so a caller that
     /// reads the status after its answer sees it).
     replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
     done_tx: mpsc::UnboundedSender<Done>,
-    status: watch::Sender<Arc<ReconcileStatus>>,
+    board: Arc<StatusBoard>,
+    /// The number of the latest change published on `board`.
+    notify: watch::Sender<u64>,
     next_submission: u64,
 }
 
@@ -271,8 +262,11 @@ impl Task {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut done: mpsc::UnboundedReceiver<Done>,
     ) {
+        let mut refresh = tokio::time::interval(REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.reset();
         loop {
-            let retry = self.entries.values().filter_map(|e| e.retry_at).min();
+            let retry = self.retries.first().map(|(at, _)| *at);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Set { key, desired, reply }) => self.set(key, desired, reply),
@@ -284,9 +278,10 @@ impl Task {
                 },
                 Some(d) = done.recv() => self.finished(d),
                 () = sleep_until(retry) => self.retry_due(),
+                _ = refresh.tick() => self.dirty.extend(self.entries.keys().cloned()),
             }
-            // Take whatever else is ready before publishing: publishing builds the whole
-            // picture, so one per burst (10,000 apps starting at once) instead of one per event.
+            // Take whatever else is ready before publishing: one publication (and one wake-up
+            // of each consumer) per burst (10,000 apps starting at once), not one per event.
             for _ in 0..BATCH {
                 if let Ok(d) = done.try_recv() {
                     self.finished(d);
@@ -312,6 +307,24 @@ impl Task {
         }
     }
 
+    /// Note that `key`'s entry changed: keep the conflict set in step and publish it.
+    fn touch(&mut self, key: &str) {
+        let conflicted = self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.state == KeyState::Conflicted && e.spec.is_some());
+        if conflicted {
+            if !self.conflicted.contains(key) {
+                self.conflicted.insert(key.to_string());
+            }
+        } else {
+            self.conflicted.remove(key);
+        }
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_string());
+        }
+    }
+
     fn set(&mut self, key: String, desired: Desired, reply: oneshot::Sender<Outcome>) {
         match desired {
             Desired::App(spec) => {
@@ -329,6 +342,7 @@ impl Task {
                 entry.retry_at = None;
                 entry.backoff = Duration::ZERO;
                 entry.state = KeyState::Loading;
+                self.touch(&key);
                 let submission = self.submit(key, Some(spec));
                 self.waiters.insert(submission, reply);
             }
@@ -350,11 +364,13 @@ impl Task {
                 entry.error = Some(message.clone());
                 entry.state = KeyState::Invalid;
                 entry.tried = true;
+                self.touch(&key);
                 self.replies
                     .push((reply, Err(Refusal::message(&key, message))));
             }
             Desired::Absent => {
                 self.entries.remove(&key);
+                self.touch(&key);
                 let submission = self.submit(key, None);
                 self.waiters.insert(submission, reply);
             }
@@ -366,8 +382,13 @@ impl Task {
             return false;
         }
         if let Some(entry) = self.entries.remove(from) {
+            if let Some(at) = entry.retry_at {
+                self.retries.insert((at, to.to_string()));
+            }
             self.entries.insert(to.to_string(), entry);
         }
+        self.touch(from);
+        self.touch(to);
         true
     }
 
@@ -436,27 +457,35 @@ impl Task {
                     if matches!(failure.error, StartError::Load(_)) {
                         // Pulls fail for reasons that pass (registry outages): try again later.
                         entry.backoff = (entry.backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
-                        entry.retry_at = Some(Instant::now() + entry.backoff);
+                        let at = Instant::now() + entry.backoff;
+                        entry.retry_at = Some(at);
+                        self.retries.insert((at, done.key.clone()));
                         tracing::info!(key = %done.key, retry_in = ?entry.backoff, "will retry loading");
                     }
                 }
             }
         }
+        // What runs under the key may have changed, whichever submission this was.
+        self.touch(&done.key);
         if let Some(waiter) = self.waiters.remove(&done.submission) {
             self.replies.push((waiter, outcome));
         }
         if !conflict && !matches!(done.result, Ok(Transition::Superseded)) {
             // Something else stopped, moved or failed: keys waiting on a conflict may fit now.
             let retry: Vec<(String, AppSpec)> = self
-                .entries
+                .conflicted
                 .iter()
-                .filter(|(k, e)| e.state == KeyState::Conflicted && **k != done.key)
-                .filter_map(|(k, e)| e.spec.clone().map(|s| (k.clone(), s)))
+                .filter(|k| **k != done.key)
+                .filter_map(|k| {
+                    let spec = self.entries.get(k)?.spec.clone()?;
+                    Some((k.clone(), spec))
+                })
                 .collect();
             for (key, spec) in retry {
                 if let Some(entry) = self.entries.get_mut(&key) {
                     entry.state = KeyState::Loading;
                 }
+                self.touch(&key);
                 self.submit(key, Some(spec));
             }
         }
@@ -465,46 +494,45 @@ impl Task {
     /// Resubmit every key whose retry is due.
     fn retry_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<(String, AppSpec)> = self
-            .entries
-            .iter_mut()
-            .filter(|(_, e)| e.retry_at.is_some_and(|t| t <= now))
-            .filter_map(|(k, e)| {
-                e.retry_at = None;
-                e.spec.clone().map(|s| (k.clone(), s))
-            })
-            .collect();
+        let mut due = Vec::new();
+        while let Some((at, key)) = self.retries.pop_first() {
+            if at > now {
+                self.retries.insert((at, key));
+                break;
+            }
+            // Stale unless the entry still waits for this very retry.
+            if let Some(entry) = self.entries.get_mut(&key)
+                && entry.retry_at == Some(at)
+            {
+                entry.retry_at = None;
+                if let Some(spec) = entry.spec.clone() {
+                    due.push((key, spec));
+                }
+            }
+        }
         for (key, spec) in due {
             tracing::info!(%key, reference = %spec.reference, "retrying a failed load");
             self.submit(key, Some(spec));
         }
     }
 
-    fn publish(&self) {
-        let status = ReconcileStatus {
-            keys: self
-                .entries
-                .iter()
-                .map(|(k, e)| {
-                    let status = KeyStatus {
-                        spec: e.spec.clone(),
-                        state: e.state.clone(),
-                        error: e.error.clone(),
-                        tried: e.tried,
-                    };
-                    (k.clone(), status)
-                })
-                .collect(),
-            running: self.supervisor.status(),
-        };
-        self.status.send_if_modified(|current| {
-            if **current == status {
-                false
-            } else {
-                *current = Arc::new(status);
-                true
-            }
-        });
+    /// Publish the keys touched since the last publication: each one's status and what runs
+    /// under it (one lookup each, not a walk of every key).
+    fn publish(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let updates: Vec<KeyUpdate> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|key| KeyUpdate {
+                status: self.entries.get(&key).map(Entry::status),
+                running: self.supervisor.app_status(&key),
+                key,
+            })
+            .collect();
+        if let Some(seq) = self.board.apply(updates) {
+            self.notify.send_replace(seq);
+        }
     }
 }
 
@@ -516,88 +544,4 @@ async fn sleep_until(when: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::supervisor::tests::supervisor;
-
-    fn reconciler(dir: &std::path::Path) -> Reconciler {
-        Reconciler::spawn(supervisor(dir))
-    }
-
-    fn spec(dir: &std::path::Path, name: &str) -> AppSpec {
-        crate::supervisor::tests::spec(dir, name, "127.0.0.1:0")
-    }
-
-    #[tokio::test]
-    async fn a_failed_load_is_answered_published_and_settles_readiness() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = reconciler(dir.path());
-        let err = r
-            .set("shop", Desired::App(spec(dir.path(), "shop")))
-            .await
-            .expect_err("no registry on port 1");
-        let err = err.to_string();
-        assert!(
-            err.starts_with("shop: app `shop` (127.0.0.1:1/shop:v1) refused: "),
-            "{err}"
-        );
-        let status = r.status().borrow().clone();
-        let key = &status.keys["shop"];
-        assert_eq!(key.state, KeyState::Failed);
-        assert_eq!(key.error.as_deref(), Some(err.as_str()));
-        assert!(key.tried && status.settled());
-        assert!(status.running.is_empty());
-    }
-
-    #[tokio::test]
-    async fn an_invalid_entry_is_refused_at_once_and_absent_removes_the_key() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = reconciler(dir.path());
-        let mut status = r.status();
-        let err = r
-            .set("a.json", Desired::Invalid("a.json: line 1: oops".into()))
-            .await
-            .expect_err("invalid");
-        assert_eq!(err.to_string(), "a.json: line 1: oops");
-        status
-            .wait_for(|s| {
-                s.keys
-                    .get("a.json")
-                    .is_some_and(|k| k.state == KeyState::Invalid)
-            })
-            .await
-            .expect("published");
-        let gone = r.set("a.json", Desired::Absent).await.expect("absent");
-        assert!(matches!(gone, Transition::NotRunning), "{gone:?}");
-        status
-            .wait_for(|s| s.keys.is_empty())
-            .await
-            .expect("published");
-    }
-
-    #[tokio::test]
-    async fn a_newer_desire_supersedes_the_one_waiting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = reconciler(dir.path());
-        let first = r.set("shop", Desired::App(spec(dir.path(), "shop")));
-        let mut newer_spec = spec(dir.path(), "shop");
-        newer_spec.reference = "127.0.0.1:1/shop:v2".into();
-        let second = r.set("shop", Desired::App(newer_spec));
-        let (first, second) = tokio::join!(first, second);
-        // The first either ran before the second arrived or was skipped; the second ran.
-        assert!(
-            matches!(first, Ok(Transition::Superseded)) || first.is_err(),
-            "{first:?}"
-        );
-        let err = second.expect_err("no registry");
-        assert_eq!(err.reference, "127.0.0.1:1/shop:v2");
-        let status = r.status().borrow().clone();
-        assert_eq!(
-            status.keys["shop"]
-                .spec
-                .as_ref()
-                .map(|s| s.reference.as_str()),
-            Some("127.0.0.1:1/shop:v2")
-        );
-    }
-}
+mod tests;

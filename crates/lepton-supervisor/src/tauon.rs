@@ -21,8 +21,11 @@
 //!   doubling to 60 s, by the reconciler) while the version serving, if any, keeps serving.
 //! - Status: every transition is logged with app, reference and digest, and a JSON status file
 //!   (by default `<DIR>/.tauon-status.json`, replaced atomically) lists the running apps with
-//!   their resolved digests and the files in error. A status file that cannot be written (a
-//!   read-only directory) is logged once, until a write succeeds again; tauon goes on without it.
+//!   their resolved digests and load state (`load`, as the admin API's `status.load`) and the
+//!   files in error. tauon follows the reconciler's status per changed key and writes the file
+//!   at most once per [`STATUS_COALESCE`] (one write for a burst of 10,000 changes, not 10,000).
+//!   A status file that cannot be written (a read-only directory) is logged once, until a write
+//!   succeeds again; tauon goes on without it.
 //! - A directory projected by kubelet (a ConfigMap or Secret volume) is followed: there each key
 //!   is a visible symlink `<key> -> ..data/<key>`, and an update writes a new hidden
 //!   timestamped directory and renames a `..data_tmp` link over `..data`, so an edit of an
@@ -38,8 +41,12 @@ use notify::Watcher;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::reconciler::{Desired, ReconcileStatus, Reconciler};
+use crate::reconciler::{Desired, Reconciler, StatusBoard};
+use crate::{ResidentState, RunningAppStatus};
 use lepton_spec::{AppSpec, parse_app_file};
+
+/// How long changes gather before the status file is written: one write per burst.
+pub const STATUS_COALESCE: Duration = Duration::from_millis(100);
 
 /// tauon settings.
 #[derive(Debug, Clone)]
@@ -95,6 +102,28 @@ struct AppStatus {
     routes: Vec<String>,
     from_cache_only: bool,
     limits: lepton_runtime::AppLimits,
+    load: LoadStatus,
+}
+
+/// Where a running app's load stands, in the admin API's `status.load` shape: `{"state":
+/// "idle" | "loading" | "loaded"}`, or `{"state": "failed", "error": "…"}`.
+#[derive(Debug, Serialize, PartialEq)]
+struct LoadStatus {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl LoadStatus {
+    fn of(state: &ResidentState) -> Self {
+        Self {
+            state: state.name(),
+            error: match state {
+                ResidentState::Failed { message } => Some(message.clone()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// A file in error in the status file.
@@ -104,12 +133,13 @@ struct FileError {
     error: String,
 }
 
+/// The status file's content.
 #[derive(Debug, Serialize, PartialEq)]
-struct Status {
-    dir: String,
+struct Status<'a> {
+    dir: &'a str,
     running: bool,
-    apps: Vec<AppStatus>,
-    errors: Vec<FileError>,
+    apps: Vec<&'a AppStatus>,
+    errors: Vec<&'a FileError>,
 }
 
 struct Tauon {
@@ -118,7 +148,11 @@ struct Tauon {
     status_file: PathBuf,
     status_writer: StatusWriter,
     files: BTreeMap<String, FileEntry>,
-    last_status: Option<Status>,
+    /// The status file's running apps and errors by key, kept in step per changed key.
+    apps: BTreeMap<String, AppStatus>,
+    errors: BTreeMap<String, FileError>,
+    /// Whether `apps` or `errors` changed since the file was last written.
+    unwritten: bool,
 }
 
 /// Run tauon on `opts.dir` until `shutdown` completes, then stop every app gracefully (draining
@@ -185,17 +219,22 @@ pub async fn run(
         status_writer: StatusWriter::new(status_file.clone()),
         status_file,
         files: BTreeMap::new(),
-        last_status: None,
+        apps: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        unwritten: true,
     };
     tauon.rescan().await;
-    let first = status.borrow_and_update().clone();
-    tauon.write_status(&first, true);
+    let first = status.take();
+    tauon.update(status.board(), status.keys(first));
+    tauon.write_status(true);
 
     let debounce = opts.debounce;
     let max_wait = debounce * 10;
     tokio::pin!(shutdown);
     // (first event of the burst, last event) while a rescan is pending.
     let mut pending: Option<(Instant, Instant)> = None;
+    // When the status file is due, while changes wait to be written.
+    let mut write_at: Option<Instant> = None;
     loop {
         let wake = pending.map(|(first, last)| (last + debounce).min(first + max_wait));
         tokio::select! {
@@ -211,9 +250,15 @@ pub async fn run(
                 pending = None;
                 tauon.rescan().await;
             }
-            Ok(()) = status.changed() => {
-                let current = status.borrow_and_update().clone();
-                tauon.write_status(&current, true);
+            Some(changes) = status.changed() => {
+                tauon.update(status.board(), status.keys(changes));
+                if tauon.unwritten && write_at.is_none() {
+                    write_at = Some(Instant::now() + STATUS_COALESCE);
+                }
+            }
+            _ = sleep_until(write_at), if write_at.is_some() => {
+                write_at = None;
+                tauon.write_status(true);
             }
         }
     }
@@ -221,9 +266,16 @@ pub async fn run(
     tracing::info!("tauon shutting down: draining in-flight requests");
     reconciler.supervisor().shutdown().await;
     // What runs now (nothing), with the last known errors.
-    let mut last = ReconcileStatus::clone(&status.borrow());
-    last.running = reconciler.supervisor().status();
-    tauon.write_status(&last, false);
+    let last = status.take();
+    tauon.update(status.board(), status.keys(last));
+    tauon.apps = reconciler
+        .supervisor()
+        .status()
+        .iter()
+        .map(|s| (s.key.clone(), tauon.app_status(s)))
+        .collect();
+    tauon.unwritten = true;
+    tauon.write_status(false);
     tracing::info!("tauon stopped");
     Ok(())
 }
@@ -389,44 +441,66 @@ impl Tauon {
             .unwrap_or_else(|_| key.to_string())
     }
 
-    /// Write the status file (atomically: a temp file renamed over it) when it changed.
-    fn write_status(&mut self, current: &ReconcileStatus, running: bool) {
-        let apps = current
-            .running
-            .iter()
-            .map(|s| AppStatus {
-                file: self.file_label(&s.key),
-                name: s.name.clone(),
-                reference: s.reference.clone(),
-                digest: s.digest.clone(),
-                address: s.address.map(|a| a.to_string()).unwrap_or_default(),
-                state_dir: s.state_dir.display().to_string(),
-                routes: s.routes.clone(),
-                from_cache_only: s.from_cache_only,
-                limits: s.limits,
-            })
-            .collect();
-        let errors = current
-            .keys
-            .iter()
-            .filter_map(|(k, e)| {
-                e.error.as_ref().map(|error| FileError {
-                    file: self.file_label(k),
-                    error: error.clone(),
-                })
-            })
-            .collect();
-        let status = Status {
-            dir: self.dir.display().to_string(),
-            running,
-            apps,
-            errors,
-        };
-        if self.last_status.as_ref() == Some(&status) {
+    /// The status file's entry for a running app.
+    fn app_status(&self, s: &RunningAppStatus) -> AppStatus {
+        AppStatus {
+            file: self.file_label(&s.key),
+            name: s.name.clone(),
+            reference: s.reference.clone(),
+            digest: s.digest.clone(),
+            address: s.address.map(|a| a.to_string()).unwrap_or_default(),
+            state_dir: s.state_dir.display().to_string(),
+            routes: s.routes.clone(),
+            from_cache_only: s.from_cache_only,
+            limits: s.limits,
+            load: LoadStatus::of(&s.load),
+        }
+    }
+
+    /// Bring the running apps and errors of `keys` in line with `board`.
+    fn update(&mut self, board: &StatusBoard, keys: impl IntoIterator<Item = String>) {
+        for key in keys {
+            let app = board.running_app(&key).map(|s| self.app_status(&s));
+            let error = board
+                .key(&key)
+                .and_then(|k| k.error)
+                .map(|error| FileError {
+                    file: self.file_label(&key),
+                    error,
+                });
+            self.unwritten |= replace(&mut self.apps, &key, app);
+            self.unwritten |= replace(&mut self.errors, &key, error);
+        }
+    }
+
+    /// Write the status file (atomically: a temp file renamed over it) if it changed.
+    fn write_status(&mut self, running: bool) {
+        if !self.unwritten {
             return;
         }
+        let dir = self.dir.display().to_string();
+        let status = Status {
+            dir: &dir,
+            running,
+            apps: self.apps.values().collect(),
+            errors: self.errors.values().collect(),
+        };
         self.status_writer.write(&status);
-        self.last_status = Some(status);
+        self.unwritten = false;
+    }
+}
+
+/// Set (or with `None` remove) `map[key]`; whether that changed it.
+fn replace<T: PartialEq>(map: &mut BTreeMap<String, T>, key: &str, value: Option<T>) -> bool {
+    match value {
+        Some(value) => {
+            if map.get(key) == Some(&value) {
+                return false;
+            }
+            map.insert(key.to_string(), value);
+            true
+        }
+        None => map.remove(key).is_some(),
     }
 }
 
@@ -458,7 +532,7 @@ impl StatusWriter {
         }
     }
 
-    fn write(&mut self, status: &Status) -> StatusWrite {
+    fn write(&mut self, status: &Status<'_>) -> StatusWrite {
         let outcome = match (write_atomically(&self.path, status), self.failing) {
             (Ok(()), false) => StatusWrite::Written,
             (Ok(()), true) => {
@@ -485,7 +559,7 @@ impl StatusWriter {
 }
 
 /// Write `status` to `path` through a temp file renamed over it; the temp file never stays.
-fn write_atomically(path: &Path, status: &Status) -> std::io::Result<()> {
+fn write_atomically(path: &Path, status: &Status<'_>) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
     json.push(b'\n');
     let name = path

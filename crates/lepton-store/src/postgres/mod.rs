@@ -27,7 +27,7 @@ use tokio_postgres::{Client, Row};
 use crate::changes::Changes;
 use crate::error::{Context, ResultExt};
 use crate::migrations::{self, Step};
-use crate::{BackendError, Claim, ObservedStatus, StoreError, StoredApp};
+use crate::{BackendError, Claim, ObservedStatus, StoreError, StoredApp, WrittenAfter};
 use connection::{CHANNEL, Connected, Connector, Role};
 
 /// The advisory lock key that serialises schema migrations across nodes ("lepton" in ASCII).
@@ -137,6 +137,24 @@ impl PostgresBackend {
         let sql = "SELECT name, spec, generation, updated_at FROM apps ORDER BY name COLLATE \"C\"";
         let rows = self.query(&ctx, sql, &[]).await?;
         rows.iter().map(|row| app_from_row(row).ctx(&ctx)).collect()
+    }
+
+    /// The apps written after `revision` and the number stored (read after them).
+    pub(crate) async fn written_after(&self, revision: i64) -> Result<WrittenAfter, StoreError> {
+        let ctx = self.ctx(format!("list apps written after revision {revision}"));
+        let sql = "SELECT name, spec, generation, updated_at FROM apps WHERE generation > $1 \
+                   ORDER BY name COLLATE \"C\"";
+        let rows = self.query(&ctx, sql, &[&revision]).await?;
+        let apps = rows
+            .iter()
+            .map(|row| app_from_row(row).ctx(&ctx))
+            .collect::<Result<_, _>>()?;
+        let rows = self.query(&ctx, "SELECT COUNT(*) FROM apps", &[]).await?;
+        let stored = match rows.first() {
+            Some(row) => row.try_get(0).ctx(&ctx)?,
+            None => 0,
+        };
+        Ok(WrittenAfter { apps, stored })
     }
 
     /// The app `name`, if stored.

@@ -266,6 +266,35 @@ pub async fn own_writes_move_changes(store: &Store) {
     );
 }
 
+/// `written_after` lists the apps put after a revision, and counts what is stored so that a
+/// delete shows.
+pub async fn written_after_lists_what_changed(store: &Store) {
+    let a = store.put("a", &spec(1), &[]).await.unwrap();
+    let before = store.revision().await.unwrap();
+    assert_eq!(before, a.generation);
+    let none = store.written_after(before).await.unwrap();
+    assert!(none.apps.is_empty());
+    assert_eq!(none.stored, 1);
+
+    let b = store.put("b", &spec(1), &[]).await.unwrap();
+    let a2 = store.put("a", &spec(2), &[]).await.unwrap();
+    let written = store.written_after(before).await.unwrap();
+    assert_eq!(
+        written.apps,
+        [a2.clone(), b.clone()],
+        "by name, newest generation"
+    );
+    assert_eq!(written.stored, 2);
+    assert_eq!(store.written_after(0).await.unwrap().apps, [a2, b]);
+
+    // A delete leaves no row: only the count (one fewer than known) tells.
+    let after = store.revision().await.unwrap();
+    assert!(store.delete("b").await.unwrap());
+    let written = store.written_after(after).await.unwrap();
+    assert!(written.apps.is_empty());
+    assert_eq!(written.stored, 1);
+}
+
 /// A put and a delete through `writer` move `reader.changes()` within `bound`; returns the put's
 /// latency (from before the put to the reader waking).
 pub async fn other_store_sees_writes(writer: &Store, reader: &Store, bound: Duration) -> Duration {

@@ -3,10 +3,9 @@
 //! cannot be written.
 
 use super::*;
-use crate::reconciler::ReconcileStatus;
+use crate::reconciler::{ReconcileStatus, StatusStream};
 use crate::supervisor::tests::supervisor;
-use std::sync::Arc;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 #[test]
 fn only_visible_json_files_are_apps() {
@@ -112,32 +111,33 @@ fn wanted(status: &ReconcileStatus) -> Vec<(String, String)> {
 }
 
 /// Wait (bounded: a failure, not a measurement) until the reconciler wants exactly `want`.
-async fn wait_wanted(status: &mut watch::Receiver<Arc<ReconcileStatus>>, want: &[(&str, &str)]) {
+async fn wait_wanted(status: &mut StatusStream, want: &[(&str, &str)]) {
     let want: Vec<(String, String)> = want
         .iter()
         .map(|(f, r)| (f.to_string(), r.to_string()))
         .collect();
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if wanted(&status.borrow_and_update()) == want {
+            status.take();
+            if wanted(&status.board().snapshot()) == want {
                 return;
             }
-            if status.changed().await.is_err() {
+            if status.changed().await.is_none() {
                 return;
             }
         }
     })
     .await;
     assert!(
-        reached.is_ok() && wanted(&status.borrow()) == want,
+        reached.is_ok() && wanted(&status.board().snapshot()) == want,
         "tauon wants {:?}, expected {want:?}",
-        wanted(&status.borrow())
+        wanted(&status.board().snapshot())
     );
 }
 
 /// tauon running on a directory: what it wants, how to stop it, and its task.
 struct Running {
-    status: watch::Receiver<Arc<ReconcileStatus>>,
+    status: StatusStream,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), TauonError>>,
 }
@@ -220,9 +220,9 @@ async fn an_unwritable_status_file_does_not_stop_tauon() {
     tauon.stop().await;
 }
 
-fn status_with(dir: &str) -> Status {
+fn status_with(dir: &str) -> Status<'_> {
     Status {
-        dir: dir.to_string(),
+        dir,
         running: true,
         apps: Vec::new(),
         errors: Vec::new(),
