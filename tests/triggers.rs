@@ -5,7 +5,8 @@
 //! - an app whose triggers are all Redis or cron needs no `address`; one that has an address and
 //!   loads on demand (`--load lazy`) is found to have a Redis trigger and loaded anyway;
 //! - a live replace (a new `tag` variable) neither loses nor doubles a message or a cron run;
-//! - a looping handler is stopped at `request_timeout_ms` and the messages after it are handled;
+//! - a looping Redis handler and a cron run that sleeps are stopped at `request_timeout_ms`; the
+//!   messages and ticks after them are handled;
 //! - removing the app file unsubscribes and stops the schedule;
 //! - an app with HTTP triggers and no address is refused, naming `address`.
 
@@ -104,11 +105,12 @@ fn redis_app(reference: &str, address: &str, url: &str, tag: &str) -> String {
     .to_string()
 }
 
-fn cron_app(reference: &str, tag: &str) -> String {
+fn cron_app(reference: &str, tag: &str, sleep_ms: u64) -> String {
     serde_json::json!({
         "reference": reference,
         "state_dir": "state/tick",
-        "variables": { "tag": tag },
+        "variables": { "tag": tag, "sleep_ms": sleep_ms.to_string() },
+        "limits": { "request_timeout_ms": 400 },
     })
     .to_string()
 }
@@ -123,7 +125,7 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
     let reg = registry.addr();
     let rec = format!("{reg}/rec:v1");
     let tick = format!("{reg}/tick:v1");
-    push("redis-rs", &rec);
+    let rec_digest = push_digest("redis-rs", &rec);
     let tick_digest = push_digest("cron-rs", &tick);
 
     let dir = work.path().join("apps");
@@ -133,7 +135,7 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
         &dir.join("rec.json"),
         &redis_app(&rec, &rec_addr, &url, "v1"),
     );
-    write_atomically(&dir.join("tick.json"), &cron_app(&tick, "v1"));
+    write_atomically(&dir.join("tick.json"), &cron_app(&tick, "v1", 0));
     let mut tauon = Tauon::start(
         &dir,
         &work.path().join("cache"),
@@ -148,6 +150,11 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
     });
     wait_until(&tauon, "the redis app subscribed", || {
         numsub(&redis, "messages") == 1
+    });
+    // The status says it is loaded (a load on demand shows within the status refresh).
+    tauon.wait_status("the redis app loaded", |s| {
+        status_app(s, "rec.json").is_some_and(|a| a["load"]["state"] == "loaded")
+            && status_digest(s, "rec.json").as_deref() == Some(&rec_digest)
     });
     // Its address answers, with no HTTP routes.
     assert_eq!(get(&rec_addr, "/").expect("GET").status, 404);
@@ -228,7 +235,7 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
     // Cron: runs on its schedule, replaced live without a doubled run.
     let tick_state = dir.join("state/tick");
     wait_until(&tauon, "2 cron runs of v1", || ends(&tick_state, "v1") >= 2);
-    write_atomically(&dir.join("tick.json"), &cron_app(&tick, "v2"));
+    write_atomically(&dir.join("tick.json"), &cron_app(&tick, "v2", 0));
     wait_until(&tauon, "2 cron runs of v2", || ends(&tick_state, "v2") >= 2);
     let runs = cron_runs(&tick_state);
     let starts: Vec<&(String, String, u64)> =
@@ -244,6 +251,19 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
         first_v2 >= 2 && tags[first_v2..].iter().all(|t| *t == "v2"),
         "v1's runs, then v2's: {tags:?}"
     );
+
+    // Limits: runs that would sleep 5 s are stopped at request_timeout_ms (400 ms); each tick
+    // still starts, and none overlaps the next.
+    write_atomically(&dir.join("tick.json"), &cron_app(&tick, "v3", 5000));
+    wait_until(&tauon, "3 cron runs of v3 started", || {
+        cron_runs(&tick_state)
+            .iter()
+            .filter(|(t, e, _)| t == "v3" && e == "start")
+            .count()
+            >= 3
+    });
+    assert_eq!(ends(&tick_state, "v3"), 0, "{:?}", cron_runs(&tick_state));
+    tauon.wait_log("cron run failed");
 
     // Removing the files stops both: no subscriber, no more runs.
     std::fs::remove_file(dir.join("rec.json")).expect("rm");
