@@ -108,7 +108,7 @@ fn apps_load_on_first_request_are_evicted_under_a_budget_and_come_back_without_a
         metric(&serve, "lepton_apps_loaded") <= 1.0
     });
 
-    // A loaded app reports its digest and routes.
+    // A loaded app reports its digest, routes and trigger types.
     serve.says("c.example.com", "p3");
     let (_, c) = serve.api("GET", "/v1/apps/c", "");
     assert_eq!(c["status"]["load"]["state"], "loaded", "{c}");
@@ -119,6 +119,7 @@ fn apps_load_on_first_request_are_evicted_under_a_budget_and_come_back_without_a
         "{c}"
     );
     assert_eq!(c["status"]["routes"], serde_json::json!(["/..."]), "{c}");
+    assert_eq!(c["status"]["triggers"], serde_json::json!(["http"]), "{c}");
 }
 
 #[test]

@@ -156,6 +156,15 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
         status_app(s, "rec.json").is_some_and(|a| a["load"]["state"] == "loaded")
             && status_digest(s, "rec.json").as_deref() == Some(&rec_digest)
     });
+    let status = tauon.status().expect("status");
+    assert_eq!(
+        status_app(&status, "rec.json").expect("rec")["triggers"],
+        serde_json::json!(["redis"])
+    );
+    assert_eq!(
+        status_app(&status, "tick.json").expect("tick")["triggers"],
+        serde_json::json!(["cron"])
+    );
     // Its address answers, with no HTTP routes.
     assert_eq!(get(&rec_addr, "/").expect("GET").status, 404);
 

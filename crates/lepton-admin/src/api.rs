@@ -270,6 +270,7 @@ impl AdminApi {
                 "address": running.and_then(|r| r.address).map(|a| a.to_string()),
                 "hosts": running.map(|r| r.hosts.clone()).unwrap_or_default(),
                 "routes": running.map(|r| r.routes.clone()).unwrap_or_default(),
+                "triggers": running.map(|r| r.triggers.clone()).unwrap_or_default(),
                 "limits": running.map(|r| serde_json::to_value(r.limits).unwrap_or(Value::Null)),
             })
         });

@@ -122,6 +122,8 @@ pub struct RunningAppStatus {
     pub state_dir: PathBuf,
     /// Its routes, as written (empty until its first load).
     pub routes: Vec<String>,
+    /// The trigger types it runs (`http`, `redis`, `cron`; empty until its first load).
+    pub triggers: Vec<String>,
     /// Whether it was served from the cache because the registry was unreachable.
     pub from_cache_only: bool,
     /// The limits it runs with (its own over the host-wide defaults).

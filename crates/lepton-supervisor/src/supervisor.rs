@@ -191,6 +191,8 @@ pub struct AppSupervisor {
 struct ReadyApp {
     /// Its Redis and cron triggers, if any (started once it is current).
     events: Option<EventTriggers>,
+    /// The trigger types it has, in the order they first appear.
+    trigger_types: Vec<String>,
     digest: String,
     from_cache_only: bool,
     /// Bytes of compiled code it maps (its weight in the memory budget).
@@ -524,6 +526,7 @@ async fn execute(
         hosts: spec.hosts.clone(),
         state_dir: spec.state_dir.clone(),
         routes: Vec::new(),
+        triggers: Vec::new(),
         from_cache_only: false,
         limits: spec.limits.over(&inner.config.default_limits),
         load: lepton_runtime::ResidentState::Idle,
@@ -624,6 +627,7 @@ impl RunningApp {
         if let Some(facts) = self.version.facts() {
             status.digest = facts.digest;
             status.routes = facts.routes;
+            status.triggers = facts.triggers;
             status.from_cache_only = facts.from_cache_only;
         }
         status.load = self.version.resident.state();

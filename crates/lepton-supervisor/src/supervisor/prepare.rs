@@ -114,8 +114,15 @@ pub(super) async fn prepare(
     runtime.count_instances_in(front.metrics.clone());
     let http = HttpApp::new(&spec.name, &loaded.locked, &runtime, front)?;
     let events = EventTriggers::prepare(&spec.name, &loaded.locked, &runtime)?;
+    let mut trigger_types: Vec<String> = Vec::new();
+    for trigger in &loaded.locked.triggers {
+        if !trigger_types.contains(&trigger.trigger_type) {
+            trigger_types.push(trigger.trigger_type.clone());
+        }
+    }
     Ok(ReadyApp {
         events,
+        trigger_types,
         from_cache_only: super::version::cache_only(&loaded),
         digest: loaded.manifest_digest,
         footprint: runtime.code_bytes(),

@@ -28,6 +28,7 @@ use crate::outcome::StartError;
 pub(super) struct Facts {
     pub digest: String,
     pub routes: Vec<String>,
+    pub triggers: Vec<String>,
     pub from_cache_only: bool,
 }
 
@@ -42,6 +43,7 @@ impl Facts {
                 .iter()
                 .map(|r| r.raw().to_string())
                 .collect(),
+            triggers: ready.trigger_types.clone(),
             from_cache_only: ready.from_cache_only,
         }
     }
