@@ -136,6 +136,9 @@ struct State {
     fronts: HashMap<String, AppFront>,
     /// Each app's running event triggers (Redis, cron), kept across its versions.
     triggers: HashMap<String, SharedTriggers>,
+    /// The shared ingress's host table, kept in step with `running` (one app's entries change
+    /// per operation) and published as a clone, which is O(1).
+    hosts: HostTable,
     shutting_down: bool,
 }
 
@@ -233,7 +236,7 @@ impl AppSupervisor {
                 wake.notified().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let generation = inner.publisher.wanted.load(Ordering::SeqCst);
-                let table = host_table(&inner.state());
+                let table = inner.state().hosts.clone();
                 inner.hosts.send_replace(Arc::new(table));
                 inner.publisher.done.send_replace(generation);
             }
@@ -333,6 +336,7 @@ impl AppSupervisor {
         let (apps, triggers): (Vec<RunningApp>, Vec<(String, SharedTriggers)>) = {
             let mut state = self.inner.state();
             state.shutting_down = true;
+            state.hosts = HostTable::new();
             (
                 state.running.drain().map(|(_, app)| app).collect(),
                 state.triggers.drain().collect(),
@@ -450,6 +454,9 @@ async fn execute(
             let app = state.running.remove(key);
             if let Some(app) = &app {
                 inner.config.metrics.remove_app(&app.spec.name);
+                for host in &app.spec.hosts {
+                    state.hosts.remove(host);
+                }
             }
             (app, state.triggers.remove(key))
         };
@@ -547,13 +554,15 @@ async fn execute(
                 if state.shutting_down {
                     return Err(StartError::ShuttingDown);
                 }
-                let Some(app) = state.running.get_mut(key) else {
+                let State { running, hosts, .. } = &mut *state;
+                let Some(app) = running.get_mut(key) else {
                     return Err(StartError::ShuttingDown);
                 };
                 let old = app.current.send_replace(version.resident.clone());
-                app.spec = spec;
+                let old_spec = std::mem::replace(&mut app.spec, spec);
                 app.status = status;
                 app.version = version;
+                route_hosts(hosts, &old_spec.hosts, app);
                 (old, app.report())
             };
             if routed_hosts {
@@ -600,6 +609,12 @@ async fn execute(
                     listener,
                 };
                 let report = app.report();
+                let old_hosts = state
+                    .running
+                    .get(key)
+                    .map(|old| old.spec.hosts.clone())
+                    .unwrap_or_default();
+                route_hosts(&mut state.hosts, &old_hosts, &app);
                 (state.running.insert(key.to_string(), app), report)
             };
             if routed_hosts {
@@ -717,19 +732,21 @@ async fn publish_hosts(inner: &Inner) {
     let _ = done.wait_for(|published| *published >= generation).await;
 }
 
-/// The shared ingress's host table for what runs now.
-fn host_table(state: &State) -> HostTable {
-    let mut table = HostTable::new();
-    for app in state.running.values() {
-        let tls = app.spec.tls.as_ref().map(|tls| TlsFiles {
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-        });
-        for host in &app.spec.hosts {
-            table.insert(host, app.current.subscribe(), tls.clone());
+/// Route `app`'s hosts to its version channel (with its certificate files) in the live host
+/// table, and stop routing the hosts it had before (`old`) that it no longer has.
+fn route_hosts(table: &mut HostTable, old: &[String], app: &RunningApp) {
+    for host in old {
+        if !app.spec.hosts.contains(host) {
+            table.remove(host);
         }
     }
-    table
+    let tls = app.spec.tls.as_ref().map(|tls| TlsFiles {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+    });
+    for host in &app.spec.hosts {
+        table.insert(host, app.current.subscribe(), tls.clone());
+    }
 }
 
 #[cfg(test)]

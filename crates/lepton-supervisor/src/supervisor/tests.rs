@@ -93,3 +93,54 @@ async fn claims_refuse_a_second_key_and_newer_desires_supersede_older_ones() {
         err.describe()
     );
 }
+
+#[tokio::test]
+async fn the_host_table_follows_each_apps_hosts_through_replace_move_and_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sup = supervisor(dir.path());
+    let lazy = |hosts: &[&str], address: Option<&str>| {
+        let mut s = spec(dir.path(), "a", "127.0.0.1:0");
+        s.address = address.map(|a| a.parse().expect("address"));
+        s.hosts = hosts.iter().map(|h| h.to_string()).collect();
+        s.preload = Some(false);
+        s
+    };
+    let table = sup.host_table();
+    let routed = |hosts: &[&str]| -> Vec<bool> {
+        let t = table.borrow().clone();
+        hosts.iter().map(|h| t.resolve(h).is_some()).collect()
+    };
+    let probe = [
+        "a.example.com",
+        "x.shop.example.com",
+        "b.example.com",
+        "c.example.com",
+    ];
+
+    sup.apply(
+        "a".into(),
+        Some(lazy(&["a.example.com", "*.shop.example.com"], None)),
+    )
+    .await
+    .expect("start");
+    assert_eq!(routed(&probe), [true, true, false, false]);
+    // Replaced where it is (no address either way): the hosts it dropped stop routing.
+    sup.apply("a".into(), Some(lazy(&["b.example.com"], None)))
+        .await
+        .expect("replace");
+    assert_eq!(routed(&probe), [false, false, true, false]);
+    // Moved to an address of its own (a new version channel): still routed by its hosts.
+    sup.apply(
+        "a".into(),
+        Some(lazy(
+            &["b.example.com", "c.example.com"],
+            Some("127.0.0.1:0"),
+        )),
+    )
+    .await
+    .expect("move");
+    assert_eq!(routed(&probe), [false, false, true, true]);
+    assert_eq!(table.borrow().len(), 2);
+    sup.apply("a".into(), None).await.expect("stop");
+    assert!(table.borrow().is_empty());
+}
