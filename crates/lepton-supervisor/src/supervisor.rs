@@ -44,16 +44,16 @@ use std::time::Duration;
 
 use lepton_oci::AppLoader;
 use lepton_runtime::{AppLimits, CompileCache, Residency, ResidencyConfig, RuntimeEngine};
-use lepton_trigger_http::tls::TlsFiles;
 use lepton_trigger_http::{
     AppFront, ConnectionLimits, HostTable, HttpApp, HttpListener, ServeTarget,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 mod claims;
 mod drain;
 mod gc;
+mod hosts;
 mod prepare;
 mod triggers;
 mod version;
@@ -62,9 +62,10 @@ use crate::outcome::log_transition;
 pub use crate::outcome::{LoadFailure, RunningAppStatus, StartError, Transition};
 use claims::{ClaimBook, Claims};
 pub use gc::GcConfig;
+use hosts::{HostPublisher, publish_hosts, route_hosts};
 use lepton_spec::AppSpec;
 use prepare::{Check, prepare};
-use triggers::{EventTriggers, SharedTriggers};
+use triggers::{EventTriggers, SharedTriggers, made_current};
 use version::{Version, pull};
 
 /// How many apps that load on demand are probed for event triggers at once (each probe is one
@@ -162,15 +163,6 @@ struct Inner {
     probing: Arc<AtomicUsize>,
 }
 
-/// Coalesces host table rebuilds: each change takes a number and waits until a rebuild that
-/// started after it has been published (with 10,000 apps starting at once, one rebuild covers
-/// many of them instead of one each).
-struct HostPublisher {
-    wanted: AtomicU64,
-    wake: Arc<Notify>,
-    done: watch::Sender<u64>,
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
         // Ends the publisher task.
@@ -219,28 +211,13 @@ impl AppSupervisor {
             config,
             state: Mutex::new(State::default()),
             hosts: watch::Sender::new(Arc::new(HostTable::new())),
-            publisher: HostPublisher {
-                wanted: AtomicU64::new(0),
-                wake: Arc::new(Notify::new()),
-                done: watch::Sender::new(0),
-            },
+            publisher: HostPublisher::default(),
             residency,
             versions: AtomicU64::new(0),
             probes: tokio::sync::Semaphore::new(PROBES),
             probing: Arc::default(),
         });
-        let weak = Arc::downgrade(&inner);
-        let wake = inner.publisher.wake.clone();
-        tokio::spawn(async move {
-            loop {
-                wake.notified().await;
-                let Some(inner) = weak.upgrade() else { return };
-                let generation = inner.publisher.wanted.load(Ordering::SeqCst);
-                let table = inner.state().hosts.clone();
-                inner.hosts.send_replace(Arc::new(table));
-                inner.publisher.done.send_replace(generation);
-            }
-        });
+        hosts::spawn_publisher(&inner);
         gc::spawn(&inner);
         Self { inner }
     }
@@ -661,50 +638,6 @@ fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, 
     }
 }
 
-/// Once `version` is app `key`'s current version: start (or switch to) the event triggers an
-/// eager load prepared, or probe a version that loads on demand for event triggers.
-async fn made_current(inner: &Arc<Inner>, key: &str, version: &Version, probe: bool) {
-    let spec = inner.state().running.get(key).map(|r| r.spec.clone());
-    let Some(spec) = spec else { return };
-    if probe {
-        version.probe(inner, &spec);
-    }
-    activate_triggers(inner, key, &spec.name, version.seq, version.take_events()).await;
-}
-
-/// Make version `seq` of app `key` run its event triggers `next` (`None`: it has none), if it is
-/// still the app's current version; a version with event triggers is pinned in the residency.
-async fn activate_triggers(
-    inner: &Inner,
-    key: &str,
-    app: &str,
-    seq: u64,
-    next: Option<EventTriggers>,
-) {
-    let shared = {
-        let mut state = inner.state();
-        let Some(running) = state.running.get(key).filter(|r| r.version.seq == seq) else {
-            if next.is_some() {
-                tracing::debug!(%key, seq, "a version that is no longer current loaded; its event triggers are not started");
-            }
-            return;
-        };
-        if next.is_some() {
-            running.version.resident.pin();
-        }
-        match state.triggers.get(key) {
-            Some(t) => t.clone(),
-            None if next.is_some() => state.triggers.entry(key.to_string()).or_default().clone(),
-            None => return,
-        }
-    };
-    shared
-        .lock()
-        .await
-        .activate(key, app, seq, next, inner.config.drain_timeout)
-        .await;
-}
-
 /// Stop an app that is no longer routed to: stop its own listener (if any) and wait for its
 /// in-flight requests there (bounded by the drain timeout), then let the requests still using
 /// its version (on the shared ingress) finish in the background, cutting off whatever still
@@ -721,32 +654,6 @@ async fn stop_app(app: RunningApp, drain: Duration) {
     drop(app.current);
     drop(app.version);
     retire(&status, &old, drain);
-}
-
-/// Republish the shared ingress's host table, returning once a table that includes every change
-/// made before this call is published.
-async fn publish_hosts(inner: &Inner) {
-    let generation = inner.publisher.wanted.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut done = inner.publisher.done.subscribe();
-    inner.publisher.wake.notify_one();
-    let _ = done.wait_for(|published| *published >= generation).await;
-}
-
-/// Route `app`'s hosts to its version channel (with its certificate files) in the live host
-/// table, and stop routing the hosts it had before (`old`) that it no longer has.
-fn route_hosts(table: &mut HostTable, old: &[String], app: &RunningApp) {
-    for host in old {
-        if !app.spec.hosts.contains(host) {
-            table.remove(host);
-        }
-    }
-    let tls = app.spec.tls.as_ref().map(|tls| TlsFiles {
-        cert: tls.cert.clone(),
-        key: tls.key.clone(),
-    });
-    for host in &app.spec.hosts {
-        table.insert(host, app.current.subscribe(), tls.clone());
-    }
 }
 
 #[cfg(test)]

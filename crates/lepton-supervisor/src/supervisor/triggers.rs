@@ -10,7 +10,8 @@
 //! the host table), and the old version drains through the same primitive.
 //!
 //! A version with event triggers must run without requests, so it is prepared eagerly and
-//! pinned in the residency (never evicted for idleness or the memory budget).
+//! pinned in the residency (never evicted for idleness or the memory budget); a version that
+//! loads on demand is probed for them once it is current ([`made_current`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ use lepton_trigger::{Retired, Trigger, TriggerContext, TriggerError};
 use lepton_trigger_cron::{CronTrigger, CronVersion};
 use lepton_trigger_redis::{RedisTrigger, RedisVersion};
 
-use super::drain;
+use super::version::Version;
+use super::{Inner, drain};
 
 /// The trigger types started through the `lepton-trigger` seam.
 const EVENT_TRIGGER_TYPES: [&str; 2] = [RedisTrigger::TYPE, CronTrigger::TYPE];
@@ -166,6 +168,50 @@ async fn switch<T: Trigger>(
 /// Resolves once every retired trigger version has finished its work.
 pub(super) async fn drained(retired: Vec<Retired>) {
     futures::future::join_all(retired.iter().map(Retired::drained)).await;
+}
+
+/// Once `version` is app `key`'s current version: start (or switch to) the event triggers an
+/// eager load prepared, or probe a version that loads on demand for event triggers.
+pub(super) async fn made_current(inner: &Arc<Inner>, key: &str, version: &Version, probe: bool) {
+    let spec = inner.state().running.get(key).map(|r| r.spec.clone());
+    let Some(spec) = spec else { return };
+    if probe {
+        version.probe(inner, &spec);
+    }
+    activate_triggers(inner, key, &spec.name, version.seq, version.take_events()).await;
+}
+
+/// Make version `seq` of app `key` run its event triggers `next` (`None`: it has none), if it is
+/// still the app's current version; a version with event triggers is pinned in the residency.
+pub(super) async fn activate_triggers(
+    inner: &Inner,
+    key: &str,
+    app: &str,
+    seq: u64,
+    next: Option<EventTriggers>,
+) {
+    let shared = {
+        let mut state = inner.state();
+        let Some(running) = state.running.get(key).filter(|r| r.version.seq == seq) else {
+            if next.is_some() {
+                tracing::debug!(%key, seq, "a version that is no longer current loaded; its event triggers are not started");
+            }
+            return;
+        };
+        if next.is_some() {
+            running.version.resident.pin();
+        }
+        match state.triggers.get(key) {
+            Some(t) => t.clone(),
+            None if next.is_some() => state.triggers.entry(key.to_string()).or_default().clone(),
+            None => return,
+        }
+    };
+    shared
+        .lock()
+        .await
+        .activate(key, app, seq, next, inner.config.drain_timeout)
+        .await;
 }
 
 /// A handle to one app's triggers, shared by the loads and operations that switch them.

@@ -19,8 +19,8 @@ use lepton_spec::AppSpec;
 use lepton_trigger_http::HttpApp;
 
 use super::prepare::{Check, prepare};
-use super::triggers::{EventTriggers, has_event_triggers};
-use super::{Inner, ReadyApp, activate_triggers};
+use super::triggers::{EventTriggers, activate_triggers, has_event_triggers};
+use super::{Inner, ReadyApp};
 use crate::outcome::StartError;
 
 /// What a version's load found.
