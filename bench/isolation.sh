@@ -20,12 +20,11 @@ command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteracti
 scripts/build-apps.sh >/dev/null
 cargo build --release -p lepton >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$ROOT/scripts/lib.sh"
 REG="127.0.0.1:$(free_port)"
 HOSTILE="127.0.0.1:$(free_port)"
 NEIGHBOUR="127.0.0.1:$(free_port)"
 rm -rf "$WORK" && mkdir -p "$WORK"
-. "$ROOT/scripts/lib.sh"
 pids=()
 loopers=()
 REG_PID=""

@@ -45,7 +45,7 @@ if [ "${BENCH_WASMTIME:-1}" != 0 ]; then
     "$WASMTIME" --version 2>/dev/null | grep -q '^wasmtime 48\.' && use_wasmtime=1
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$ROOT/scripts/lib.sh"
 REG="127.0.0.1:$(free_port)"
 P2="127.0.0.1:$(free_port)"
 P3="127.0.0.1:$(free_port)"
@@ -53,7 +53,6 @@ NATIVE="127.0.0.1:$(free_port)"
 WT2="127.0.0.1:$(free_port)"
 WT3="127.0.0.1:$(free_port)"
 rm -rf "$WORK" && mkdir -p "$WORK"
-. "$ROOT/scripts/lib.sh"
 pids=()
 REG_PID=""
 cleanup() {

@@ -27,13 +27,12 @@ command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteracti
 scripts/build-apps.sh >/dev/null
 cargo build --release -p lepton >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$ROOT/scripts/lib.sh"
 REG="127.0.0.1:$(free_port)"
 ADMIN="127.0.0.1:$(free_port)"
 INGRESS="127.0.0.1:$(free_port)"
 OWN="127.0.0.1:$(free_port)"
 rm -rf "$WORK" && mkdir -p "$WORK"
-. "$ROOT/scripts/lib.sh"
 pids=()
 REG_PID=""
 cleanup() {

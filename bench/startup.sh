@@ -28,12 +28,11 @@ WASM="$ROOT/apps/target/wasm32-wasip2/release/hello_p2.wasm"
 [ -f "$WASM" ] || scripts/build-apps.sh -p hello-p2 >/dev/null
 [ -n "${STARTUP_BIN:-}" ] || cargo build --release -p lepton >/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$ROOT/scripts/lib.sh"
 REG="127.0.0.1:$(free_port)"
 ADMIN="127.0.0.1:$(free_port)"
 INGRESS="127.0.0.1:$(free_port)"
 rm -rf "$WORK" && mkdir -p "$WORK/app"
-. "$ROOT/scripts/lib.sh"
 REG_PID=""
 LEPTON_PID=""
 cleanup() { for p in $LEPTON_PID $REG_PID; do kill "$p" 2>/dev/null || true; done; }

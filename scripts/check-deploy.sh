@@ -37,7 +37,6 @@ fail() {
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 [ -x "$KV/bin/kubernetes-validate" ] || fail "kubernetes-validate is missing: run scripts/install-deps.sh"
 command -v umoci >/dev/null || fail "umoci is missing: run scripts/install-deps.sh"

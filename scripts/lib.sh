@@ -1,4 +1,8 @@
-# Shared shell helpers for scripts/demo.sh and bench/run.sh. Source it; it defines functions only.
+# Shared shell helpers for scripts/demo.sh, scripts/check-deploy.sh and the bench/ scripts. Source
+# it; it defines functions only.
+
+# free_port: print a TCP port free on loopback now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_http URL: wait up to 30 s for URL to answer 2xx, else fail.
 wait_http() {
