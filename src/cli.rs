@@ -317,7 +317,10 @@ pub fn supervisor(
     let cache_root = std::path::absolute(&cache_root)
         .with_context(|| format!("cache directory {}", cache_root.display()))?;
     let engine = Arc::new(RuntimeEngine::new(&RuntimeEngineConfig::default())?);
-    let compile_cache = CompileCache::new(&cache_root, engine.engine());
+    let mut compile_cache = CompileCache::new(&cache_root, engine.engine());
+    if let Some(quick) = engine.quick_engine() {
+        compile_cache = compile_cache.with_quick_tier(quick);
+    }
     let loader = Arc::new(AppLoader::new(OciCache::new(cache_root), registry));
     Ok(AppSupervisor::new(
         engine,

@@ -33,6 +33,17 @@ fn metric(serve: &Serve, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// One request to app `name`, counted as served (its hello answer) or failed.
+fn ask(serve: &Serve, name: &str, generation: &str, served: &AtomicUsize, failures: &AtomicUsize) {
+    let res = serve.via(&format!("{name}.example.com"), "/");
+    if (res.status, res.text()) == (200, format!("Hello from hello ({generation})\n")) {
+        served.fetch_add(1, Ordering::Relaxed);
+    } else {
+        eprintln!("{name}: {} {}", res.status, res.text());
+        failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn load_state(serve: &Serve, app: &str) -> Value {
     let (status, json) = serve.api("GET", &format!("/v1/apps/{app}"), "");
     assert_eq!(status, 200, "{json}");
@@ -78,15 +89,7 @@ fn apps_load_on_first_request_are_evicted_under_a_budget_and_come_back_without_a
             s.spawn(move || {
                 for i in 0..40 {
                     let (name, _, generation) = apps[(t + i) % apps.len()];
-                    let res = serve.via(&format!("{name}.example.com"), "/");
-                    if (res.status, res.text())
-                        == (200, format!("Hello from hello ({generation})\n"))
-                    {
-                        served.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        eprintln!("{name}: {} {}", res.status, res.text());
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
+                    ask(serve, name, generation, &served, &failures);
                 }
             });
         }
@@ -167,4 +170,88 @@ fn idle_apps_are_evicted_preloaded_ones_load_at_once_and_a_broken_one_answers_50
     );
     // The neighbour is unaffected.
     serve.says("pre.example.com", "p2");
+}
+
+#[test]
+fn a_cold_app_is_served_on_winch_code_then_moves_to_cranelift_code_without_a_failed_request() {
+    let (_registry, p2, p3) = hello_registry();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (admin, ingress) = (free_addr(), free_addr());
+    // A cold cache: nothing compiled yet. Quick compiles are on by default.
+    let serve = Serve::start(tmp.path(), "lepton.db", "node-a", &admin, &ingress);
+    assert!(
+        serve.log().contains("first compiles use Winch"),
+        "{}",
+        serve.log()
+    );
+    let apps = [("a", &p2, "p2"), ("c", &p3, "p3")];
+    for (name, reference, _) in apps {
+        let body = format!(r#"{{"reference":"{reference}","hosts":["{name}.example.com"]}}"#);
+        let (status, json) = serve.api("PUT", &format!("/v1/apps/{name}"), &body);
+        assert_eq!(status, 200, "{json}");
+    }
+    let reloaded = |log: &str| log.matches("app reloaded on optimized code").count();
+    let (failures, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let (failures, served, done, serve) =
+                (failures.clone(), served.clone(), done.clone(), &serve);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(Ordering::Relaxed) {
+                    let (name, _, generation) = apps[i % apps.len()];
+                    i += 1;
+                    ask(serve, name, generation, &served, &failures);
+                }
+            });
+        }
+        // The clients stop however this ends (a failed wait must not leave them running).
+        let _stop = StopOnDrop(done.clone());
+        // Both apps reach Cranelift's code while the clients keep asking.
+        converge("both apps reloaded on optimized code", &[&serve], || {
+            reloaded(&serve.log()) >= 2
+        });
+        // Some traffic on the optimized code too.
+        let at = served.load(Ordering::Relaxed);
+        converge("requests served after the reload", &[&serve], || {
+            served.load(Ordering::Relaxed) >= at + 20
+        });
+    });
+    let log = serve.log();
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "{log}");
+    assert_eq!(reloaded(&log), 2, "each app moves once: {log}");
+    assert_eq!(log.matches("optimized code ready").count(), 2, "{log}");
+    // Cranelift's artifacts are on disk (Winch's never are): the next process maps them.
+    let artifacts = walk_cwasm(&tmp.path().join("cache").join("compiled"));
+    assert_eq!(artifacts, 2, "{log}");
+    for (name, _, generation) in apps {
+        serve.says(&format!("{name}.example.com"), generation);
+        assert_eq!(load_state(&serve, name)["state"], "loaded");
+    }
+}
+
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn walk_cwasm(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk_cwasm(&path)
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "cwasm"))
+            }
+        })
+        .sum()
 }

@@ -94,6 +94,8 @@ pub struct PreparedComponent {
     guard: VersionGuard,
     /// Keeps the compiled code shared in the process while this component lives.
     _compiled: crate::compile_cache::CompiledHold,
+    /// On quick (Winch) code: resolves when its optimized code is ready.
+    optimized: Option<crate::compile_cache::OptimizedCode>,
 }
 
 /// What every store of one app version shares for enforcing its limits.
@@ -161,6 +163,11 @@ impl PreparedComponent {
     pub fn code_bytes(&self) -> usize {
         let range = self.instance_pre.component().image_range();
         (range.end as usize).saturating_sub(range.start as usize)
+    }
+
+    /// Whether it runs on quick (Winch) code, waiting for its optimized code.
+    pub fn on_quick_code(&self) -> bool {
+        self.optimized.is_some()
     }
 
     /// Whether the component exports `wasi:cli/run@0.2.x` (what the WAGI executor calls).
@@ -398,6 +405,26 @@ impl RuntimeApp {
     pub fn code_bytes(&self) -> u64 {
         self.components.iter().map(|c| c.code_bytes() as u64).sum()
     }
+
+    /// When some of its components run on quick (Winch) code: resolves once every one of them
+    /// has its optimized code on disk (`true`), or one could not be made (`false`). Loading the
+    /// app again then runs it on the optimized code.
+    pub fn optimized(&self) -> Option<futures::future::BoxFuture<'static, bool>> {
+        let waits: Vec<_> = self
+            .components
+            .iter()
+            .filter_map(|c| c.optimized.clone())
+            .collect();
+        if waits.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            futures::future::join_all(waits.into_iter().map(|w| w.ready()))
+                .await
+                .into_iter()
+                .all(|made| made)
+        }))
+    }
 }
 
 async fn prepare_component(
@@ -416,25 +443,27 @@ async fn prepare_component(
     let crate::compile_cache::Compiled {
         component: compiled,
         hold: compiled_hold,
+        optimized,
         ..
     } = cache
         .load_async(engine.engine(), &id, &wasm_path, digest.as_deref())
         .await?;
+    // Quick (Winch) code runs on the quick engine, with its own linker.
+    let compiled_on = compiled.engine().clone();
 
-    let instance_pre =
-        engine
-            .linker()
-            .instantiate_pre(&compiled)
-            .map_err(|e| RuntimeError::Link {
-                component: id.clone(),
-                reason: describe_link_error(&e),
-            })?;
+    let instance_pre = engine
+        .linker_for(&compiled_on)
+        .instantiate_pre(&compiled)
+        .map_err(|e| RuntimeError::Link {
+            component: id.clone(),
+            reason: describe_link_error(&e),
+        })?;
 
     let exports_command =
         wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre.clone()).is_ok();
     let (kind, proxy_pre, exports) = detect_exports(
         &id,
-        engine.engine(),
+        &compiled_on,
         &compiled,
         &instance_pre,
         exports_command,
@@ -480,12 +509,13 @@ async fn prepare_component(
         env,
         mounts,
         logs,
-        engine: engine.engine().clone(),
+        engine: compiled_on,
         data: data.clone(),
         outbound: Arc::new(lepton_outbound::OutboundHttp::deny_all()),
         services: Arc::new(lepton_outbound_services::ServicesConfig::deny_all()),
         guard,
         _compiled: compiled_hold,
+        optimized,
     })
 }
 

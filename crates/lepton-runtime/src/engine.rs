@@ -43,6 +43,15 @@
 //! - **Epoch interruption** with a 10 ms tick: at each tick a store's callback stops a guest past
 //!   its request deadline or its version's cut-off, else yields to the async executor, and once
 //!   a request is CPU-bound it waits for a fair CPU lane ([`crate::cpu`]).
+//! - **Two compilers, tiered** (`LEPTON_QUICK_COMPILE`, on by default): a component with no
+//!   compiled artifact yet is first compiled by Winch, wasmtime's baseline compiler, on a second
+//!   engine (on-demand allocation, so it reserves no pool), and served at once; Cranelift then
+//!   compiles it in the background at a lower priority ([`crate::CompileCache`]) and the app is
+//!   reloaded on the optimized code (`crate::residency`). Measured with a throwaway harness
+//!   (`precompile_component`, release build, this 2-core VM): hello (wasi:http 0.2, 186 KiB)
+//!   Cranelift 220–236 ms, Winch 53–60 ms; the JavaScript app (12 MiB) Cranelift 11.4–12.0 s,
+//!   Winch 2.3–2.4 s. Winch's code is larger (835 KiB against 605 KiB for hello) and slower, so
+//!   it is only a bridge to the optimized code, never kept once that exists.
 //! - wasmtime's own compilation cache is off: [`crate::CompileCache`] keys artifacts by the
 //!   component's content digest instead of hashing the bytes again.
 
@@ -103,6 +112,9 @@ pub struct RuntimeEngineConfig {
     pub cpu_lanes: usize,
     /// Epoch ticks a request runs before it counts as CPU-bound; `LEPTON_CPU_GRACE_TICKS`.
     pub cpu_grace_ticks: u32,
+    /// Compile a component first with Winch (fast to compile, slower to run) while Cranelift
+    /// compiles it in the background; `LEPTON_QUICK_COMPILE=0` turns it off.
+    pub quick_compile: bool,
 }
 
 impl Default for RuntimeEngineConfig {
@@ -122,6 +134,10 @@ impl Default for RuntimeEngineConfig {
                 .unwrap_or_else(crate::cpu::CpuScheduler::default_lanes)
                 .max(1),
             cpu_grace_ticks: env_u32("LEPTON_CPU_GRACE_TICKS").unwrap_or(1),
+            quick_compile: !matches!(
+                std::env::var("LEPTON_QUICK_COMPILE").as_deref(),
+                Ok("0") | Ok("no") | Ok("off") | Ok("false")
+            ),
         }
     }
 }
@@ -134,10 +150,12 @@ fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok()?.parse().ok()
 }
 
-/// The process-wide engine, its linker, and the thread that advances epochs.
+/// The process-wide engine, its linker, and the thread that advances epochs; with quick
+/// compiles on, a second engine (and linker) for Winch-compiled code.
 pub struct RuntimeEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    quick: Option<(Engine, Arc<Linker<HostState>>)>,
     pooling: bool,
     max_instances: u32,
     ticker: EpochTicker,
@@ -171,7 +189,26 @@ impl RuntimeEngine {
             tracing::info!("wasmtime engine: on-demand instance allocation");
         }
         let linker = Arc::new(crate::host::build_linker(&engine)?);
-        let ticker = EpochTicker::start(engine.clone());
+        let quick = if config.quick_compile {
+            match build_quick_engine() {
+                Ok(quick) => {
+                    let linker = Arc::new(crate::host::build_linker(&quick)?);
+                    tracing::info!(
+                        "first compiles use Winch; Cranelift recompiles in the background"
+                    );
+                    Some((quick, linker))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "Winch unavailable; every compile uses Cranelift");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut engines = vec![engine.clone()];
+        engines.extend(quick.as_ref().map(|(e, _)| e.clone()));
+        let ticker = EpochTicker::start(engines);
         let cpu = crate::cpu::CpuScheduler::new(config.cpu_lanes, config.cpu_grace_ticks);
         tracing::info!(
             lanes = cpu.lanes(),
@@ -181,6 +218,7 @@ impl RuntimeEngine {
         Ok(Self {
             engine,
             linker,
+            quick,
             pooling,
             max_instances: config.max_instances.max(1),
             ticker,
@@ -196,6 +234,20 @@ impl RuntimeEngine {
     /// The linker holding every host interface lepton provides.
     pub fn linker(&self) -> &Arc<Linker<HostState>> {
         &self.linker
+    }
+
+    /// The engine for quick (Winch) first compiles, when they are on.
+    pub fn quick_engine(&self) -> Option<&Engine> {
+        self.quick.as_ref().map(|(engine, _)| engine)
+    }
+
+    /// The linker for components compiled on `engine` (the optimized engine's or the quick
+    /// one's).
+    pub fn linker_for(&self, engine: &Engine) -> &Arc<Linker<HostState>> {
+        match &self.quick {
+            Some((quick, linker)) if Engine::same(quick, engine) => linker,
+            _ => &self.linker,
+        }
     }
 
     /// The CPU lane scheduler every store's epoch callback consults.
@@ -253,14 +305,28 @@ fn build_engine(config: &RuntimeEngineConfig, pooling: bool) -> Result<Engine, R
     Engine::new(&wasm).map_err(|e| RuntimeError::Engine(crate::chain(&e)))
 }
 
-/// A thread that calls [`Engine::increment_epoch`] every [`EPOCH_TICK`].
+/// The engine for Winch-compiled code: the same settings as the optimized engine's but the
+/// compiler, and on-demand allocation (its instances are few and short-lived: an app runs on
+/// Winch code only until Cranelift's is ready).
+fn build_quick_engine() -> Result<Engine, RuntimeError> {
+    let mut wasm = Config::new();
+    wasm.strategy(wasmtime::Strategy::Winch)
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .cache(None);
+    Engine::new(&wasm).map_err(|e| RuntimeError::Engine(crate::chain(&e)))
+}
+
+/// A thread that calls [`Engine::increment_epoch`] on every engine every [`EPOCH_TICK`].
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Self {
+    fn start(engines: Vec<Engine>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -268,7 +334,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .ok();

@@ -14,6 +14,12 @@
 //!   (idle ones — no request holds their value — before busy ones);
 //! - **after an idle timeout**: a background sweep evicts residents unused for that long.
 //!
+//! A load may come back with a better one to follow ([`Loaded::reload_when`]: an app compiled
+//! quickly by Winch, whose Cranelift code is being made): once that resolves, the resident
+//! loads again in the background and swaps the new value in while requests go on on the old
+//! one, which is freed when the last of them ends. Pinned residents are left as they are (their
+//! triggers hold the value they started with).
+//!
 //! Evicting drops the resident's hold on its value: requests already running keep their own
 //! `Arc` and finish on it, and the value is freed when the last one ends. The next request
 //! loads it again. A footprint is what the loader reports (for apps: the size of their
@@ -36,6 +42,9 @@ pub struct Loaded<T> {
     pub value: Arc<T>,
     /// Bytes holding it costs (counted against the memory budget).
     pub footprint: u64,
+    /// Load again, in the background, once this resolves to `true` (a better value can be
+    /// made then: optimized code for quick code).
+    pub reload_when: Option<BoxFuture<'static, bool>>,
 }
 
 /// Loads one resident's value. Called once per load (first use, and after each eviction).
@@ -435,8 +444,11 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
     fn settle(self: &Arc<Self>, result: Result<Loaded<T>, String>) -> Result<Arc<T>, LoadFailed> {
         let inner = &self.residency.inner;
         match result {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
                 let value = loaded.value.clone();
+                if let Some(when) = loaded.reload_when.take() {
+                    self.reload_when(when, &value);
+                }
                 let previous = {
                     let mut state = self.state();
                     std::mem::replace(
@@ -475,6 +487,38 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
                 Err(error)
             }
         }
+    }
+
+    /// Once `when` resolves to `true`, load again and swap the result in, if `value` is still
+    /// the loaded one and the resident is not pinned.
+    fn reload_when(self: &Arc<Self>, when: BoxFuture<'static, bool>, value: &Arc<T>) {
+        let (weak, old) = (Arc::downgrade(self), Arc::downgrade(value));
+        tokio::spawn(async move {
+            if !when.await {
+                return;
+            }
+            let current = |shared: &Arc<Self>| {
+                !shared.pinned.load(Ordering::Relaxed)
+                    && matches!(&*shared.state(), State::Loaded { value, .. }
+                        if std::ptr::eq(Arc::as_ptr(value), old.as_ptr()))
+            };
+            let load = match weak.upgrade() {
+                Some(shared) if current(&shared) => (shared.loader)(),
+                _ => return,
+            };
+            let loaded = load.await;
+            let Some(shared) = weak.upgrade() else { return };
+            match loaded {
+                Ok(loaded) if current(&shared) => {
+                    tracing::info!(app = %shared.app, "app reloaded on optimized code");
+                    let _ = shared.settle(Ok(loaded));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(app = %shared.app, %error, "reloading the app on optimized code failed; it stays on the code it runs");
+                }
+            }
+        });
     }
 
     fn take(&self, why: &'static str) -> Option<Arc<T>> {

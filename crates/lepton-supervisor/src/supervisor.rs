@@ -192,6 +192,8 @@ struct ReadyApp {
     from_cache_only: bool,
     /// Bytes of compiled code it maps (its weight in the memory budget).
     footprint: u64,
+    /// On quick (Winch) code: resolves when its optimized code is ready to load.
+    optimized: Option<futures::future::BoxFuture<'static, bool>>,
     http: HttpApp,
 }
 

@@ -26,6 +26,10 @@
 //! few at a time, smallest first.
 //!
 //! Artifacts no app has used for a grace period are removed by [`gc`], safely across processes.
+//!
+//! With a quick tier ([`CompileCache::with_quick_tier`]), a component with no optimized
+//! artifact yet is compiled by Winch first and Cranelift's artifact is made in the background
+//! ([`tiered`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -42,8 +46,11 @@ use crate::componentize::{self, WasmKind};
 
 mod gate;
 pub mod gc;
+mod tiered;
 
-use gate::CompileGate;
+use gate::{CompileGate, Priority};
+pub use tiered::OptimizedCode;
+use tiered::QuickTier;
 
 /// The on-disk compiled-component cache (or a pass-through when disabled), fronted by an
 /// in-process table so a component shared by several apps or components is compiled or
@@ -55,6 +62,7 @@ pub struct CompileCache {
     /// Artifacts whose checksum this process has checked, by file identity.
     verified: Arc<Mutex<HashSet<FileId>>>,
     gate: Arc<CompileGate>,
+    quick: Option<Arc<QuickTier>>,
 }
 
 type Table = Mutex<HashMap<String, Slot>>;
@@ -104,6 +112,8 @@ pub struct Compiled {
     pub outcome: CompileOutcome,
     /// Keep this as long as the component is used.
     pub hold: CompiledHold,
+    /// For quick (Winch) code: resolves once the optimized artifact is on disk.
+    pub optimized: Option<OptimizedCode>,
 }
 
 /// A file's identity: its path, device, inode and size (artifacts are renamed into place and
@@ -149,6 +159,7 @@ impl CompileCache {
             loaded: Arc::default(),
             verified: Arc::default(),
             gate: CompileGate::new(compile_permits()),
+            quick: None,
         }
     }
 
@@ -162,7 +173,9 @@ impl CompileCache {
 
     /// [`CompileCache::load`] from async code: a component already in the process or on disk is
     /// loaded on the blocking pool at once; one that must be compiled waits for its turn at the
-    /// compile gate (a few at a time, smallest first) before it takes a blocking thread.
+    /// compile gate (a few at a time, smallest first) before it takes a blocking thread. With a
+    /// quick tier, that compile is Winch's, on the quick engine, and the component comes back
+    /// with [`Compiled::optimized`] (see [`tiered`]).
     pub async fn load_async(
         &self,
         engine: &Engine,
@@ -170,45 +183,62 @@ impl CompileCache {
         wasm_path: &Path,
         digest: Option<&str>,
     ) -> Result<Compiled, RuntimeError> {
-        let failed = |e: tokio::task::JoinError| RuntimeError::Compile {
-            component: component_id.to_string(),
-            reason: format!("compile task failed: {e}"),
-        };
-        let (this, engine, id, path, digest) = (
-            self.clone(),
-            engine.clone(),
-            component_id.to_string(),
-            wasm_path.to_path_buf(),
-            digest.map(str::to_string),
-        );
-        let args = (engine, id, path, digest);
-        let (found, args) = {
-            let this = this.clone();
-            tokio::task::spawn_blocking(move || {
-                let (engine, id, path, digest) = &args;
-                let found = this.load_with(engine, id, path, digest.as_deref(), false);
-                (found, args)
-            })
-            .await
-            .map_err(failed)?
-        };
-        if let Some(compiled) = found? {
+        match &self.quick {
+            Some(quick) => {
+                self.load_tiered(quick, engine, component_id, wasm_path, digest)
+                    .await
+            }
+            None => {
+                self.load_gated(engine, component_id, wasm_path, digest, Priority::First)
+                    .await
+            }
+        }
+    }
+
+    /// Load from the process or the disk, else compile at the gate with `priority`.
+    async fn load_gated(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        wasm_path: &Path,
+        digest: Option<&str>,
+        priority: Priority,
+    ) -> Result<Compiled, RuntimeError> {
+        if let Some(compiled) = self.find(engine, component_id, wasm_path, digest).await? {
             return Ok(compiled);
         }
         let size = std::fs::metadata(wasm_path).map_or(0, |m| m.len());
-        let permit = self.gate.admit(size).await;
+        let permit = self.gate.admit(priority, size).await;
+        let this = self.clone();
+        let (engine, id, path, digest) = owned(engine, component_id, wasm_path, digest);
         let compiled = tokio::task::spawn_blocking(move || {
-            let (engine, id, path, digest) = &args;
-            let compiled = this.load_with(engine, id, path, digest.as_deref(), true);
+            let compiled = this.load_with(&engine, &id, &path, digest.as_deref(), true);
             drop(permit);
             compiled
         })
         .await
-        .map_err(failed)??;
+        .map_err(|e| task_failed(component_id, &e))??;
         compiled.ok_or_else(|| RuntimeError::Compile {
             component: component_id.to_string(),
             reason: "not compiled".into(),
         })
+    }
+
+    /// The component from the process or the disk, without compiling (on the blocking pool).
+    async fn find(
+        &self,
+        engine: &Engine,
+        component_id: &str,
+        wasm_path: &Path,
+        digest: Option<&str>,
+    ) -> Result<Option<Compiled>, RuntimeError> {
+        let this = self.clone();
+        let (engine, id, path, digest) = owned(engine, component_id, wasm_path, digest);
+        tokio::task::spawn_blocking(move || {
+            this.load_with(&engine, &id, &path, digest.as_deref(), false)
+        })
+        .await
+        .map_err(|e| task_failed(component_id, &e))?
     }
 
     /// No disk cache: each distinct component is compiled once per process.
@@ -218,6 +248,7 @@ impl CompileCache {
             loaded: Arc::default(),
             verified: Arc::default(),
             gate: CompileGate::new(compile_permits()),
+            quick: None,
         }
     }
 
@@ -285,6 +316,7 @@ impl CompileCache {
                 component: entry.component.clone(),
                 outcome: CompileOutcome::Shared,
                 hold: CompiledHold { _entry: entry },
+                optimized: None,
             }));
         }
         let loaded = if compile {
@@ -316,6 +348,7 @@ impl CompileCache {
             component,
             outcome,
             hold: CompiledHold { _entry: entry },
+            optimized: None,
         }))
     }
 
@@ -420,6 +453,28 @@ impl CompileCache {
                 None
             }
         }
+    }
+}
+
+/// A load's arguments, owned (to move into a task).
+fn owned(
+    engine: &Engine,
+    component_id: &str,
+    wasm_path: &Path,
+    digest: Option<&str>,
+) -> (Engine, String, PathBuf, Option<String>) {
+    (
+        engine.clone(),
+        component_id.to_string(),
+        wasm_path.to_path_buf(),
+        digest.map(str::to_string),
+    )
+}
+
+fn task_failed(component_id: &str, e: &tokio::task::JoinError) -> RuntimeError {
+    RuntimeError::Compile {
+        component: component_id.to_string(),
+        reason: format!("compile task failed: {e}"),
     }
 }
 

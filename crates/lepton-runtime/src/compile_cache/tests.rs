@@ -227,3 +227,58 @@ fn missing_wasm_names_the_component_and_path() {
 fn wat_bytes() -> Vec<u8> {
     wat::parse_str(WAT).expect("parse wat")
 }
+
+#[tokio::test]
+async fn a_quick_tier_serves_winch_code_first_then_cranelift_code_from_disk() {
+    let engine = engine();
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .strategy(wasmtime::Strategy::Winch);
+    let quick = Engine::new(&config).expect("winch engine");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm_path = dir.path().join("c.wasm");
+    std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
+    let cache = CompileCache::new(dir.path(), &engine).with_quick_tier(&quick);
+    assert!(cache.quick_tier());
+
+    // Two loads at once: both get Winch's code, and one background compile serves both.
+    let (a, b) = tokio::join!(
+        cache.load_async(&engine, "c", &wasm_path, None),
+        cache.load_async(&engine, "c", &wasm_path, None),
+    );
+    let (a, b) = (a.expect("first load"), b.expect("second load"));
+    assert!(Engine::same(a.component.engine(), &quick));
+    assert!(Engine::same(b.component.engine(), &quick));
+    let (wait_a, wait_b) = (a.optimized.clone(), b.optimized.clone());
+    let (ready_a, ready_b) = tokio::join!(
+        wait_a.expect("a waits for optimized code").ready(),
+        wait_b.expect("b waits for optimized code").ready(),
+    );
+    assert!(ready_a && ready_b);
+    let artifacts = std::fs::read_dir(cache.dir.as_ref().expect("dir"))
+        .expect("compiled dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert_eq!(
+        artifacts, 1,
+        "Cranelift's artifact is on disk, Winch's never is"
+    );
+
+    // The next load (the app's reload) maps Cranelift's code and waits for nothing.
+    let again = cache
+        .load_async(&engine, "c", &wasm_path, None)
+        .await
+        .expect("reload");
+    assert!(Engine::same(again.component.engine(), &engine));
+    assert!(again.optimized.is_none());
+    assert_eq!(again.outcome, CompileOutcome::Cached);
+}
+
+#[tokio::test]
+async fn a_disabled_cache_has_no_quick_tier() {
+    let engine = engine();
+    let cache = CompileCache::disabled().with_quick_tier(&engine);
+    assert!(!cache.quick_tier());
+}

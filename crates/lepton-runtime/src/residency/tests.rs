@@ -23,6 +23,7 @@ fn counting(
             Ok(Loaded {
                 value: Arc::new(n),
                 footprint,
+                reload_when: None,
             })
         }
         .boxed()
@@ -179,6 +180,7 @@ async fn an_installed_value_serves_without_a_load() {
     r.install(Loaded {
         value: Arc::new(42),
         footprint: 3,
+        reload_when: None,
     });
     assert_eq!(*r.get().await.unwrap(), 42);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -229,4 +231,47 @@ async fn a_pinned_resident_is_never_evicted_by_idleness_or_the_budget() {
     // Releasing it (a replace or stop) still works.
     assert!(pinned.evict().is_some());
     assert_eq!(residency.resident_bytes(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_with_a_better_one_to_follow_is_reloaded_and_swapped_while_in_use() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, calls) = app(&residency, 7);
+    let (tx, rx) = tokio::sync::oneshot::channel::<bool>();
+    r.install(Loaded {
+        value: Arc::new(42),
+        footprint: 3,
+        reload_when: Some(async move { rx.await.unwrap_or(false) }.boxed()),
+    });
+    let in_flight = r.get().await.unwrap();
+    assert_eq!(*in_flight, 42);
+    tx.send(true).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "loaded again once");
+    assert_eq!(*r.get().await.unwrap(), 1, "the new value serves");
+    assert_eq!(*in_flight, 42, "a request in flight keeps the old value");
+    assert_eq!(residency.resident_bytes(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_reload_when_making_the_better_value_failed_or_the_resident_is_pinned() {
+    let residency = Residency::new(ResidencyConfig::default());
+    let (r, calls) = app(&residency, 7);
+    r.install(Loaded {
+        value: Arc::new(42),
+        footprint: 3,
+        reload_when: Some(async { false }.boxed()),
+    });
+    let (pinned, pinned_calls) = app(&residency, 7);
+    pinned.pin();
+    pinned.install(Loaded {
+        value: Arc::new(43),
+        footprint: 3,
+        reload_when: Some(async { true }.boxed()),
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(pinned_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(*r.get().await.unwrap(), 42);
+    assert_eq!(*pinned.get().await.unwrap(), 43);
 }

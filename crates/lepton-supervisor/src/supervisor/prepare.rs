@@ -126,6 +126,7 @@ pub(super) async fn prepare(
         from_cache_only: super::version::cache_only(&loaded),
         digest: loaded.manifest_digest,
         footprint: runtime.code_bytes(),
+        optimized: runtime.optimized(),
         http,
     })
 }

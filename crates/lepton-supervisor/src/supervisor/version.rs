@@ -101,6 +101,7 @@ impl Version {
                     activate_triggers(&inner, &key, &spec.name, seq, events).await;
                     Ok(Loaded {
                         footprint: ready.footprint,
+                        reload_when: ready.optimized.take(),
                         value: Arc::new(ready.http),
                     })
                 }
@@ -161,6 +162,7 @@ impl Version {
         }
         self.resident.install(Loaded {
             footprint: ready.footprint,
+            reload_when: ready.optimized.take(),
             value: Arc::new(ready.http),
         });
     }
