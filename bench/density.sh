@@ -11,7 +11,11 @@
 #   B. 10,000 apps over the same 1,000 components: time until all are routable, RSS idle, time
 #      and RSS after one request to each.
 #
-# Environment: DENSITY_APPS (default 1000 distinct components), DENSITY_MANY (default 10000).
+#   A0. Baseline, when DENSITY_BASELINE=1: the same cold first start with quick (Winch) compiles
+#      off (LEPTON_QUICK_COMPILE=0), every first compile by Cranelift, on a cache of its own.
+#
+# Environment: DENSITY_APPS (default 1000 distinct components), DENSITY_MANY (default 10000),
+# DENSITY_BASELINE (default 0).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -68,11 +72,11 @@ seq 0 $((N - 1)) | xargs -P 4 -I{} sh -c \
     "LEPTON_LOG=warn target/release/lepton push '$WORK/variants/d{}/spin.toml' '$REG/d{}:v1' >/dev/null"
 echo "published $N apps in $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s"
 
-start_serve() { # start_serve DB [ARGS...]
+start_serve() { # start_serve DB [ARGS...] (CACHE=dir to use another cache)
     local db="$1"; shift
     LEPTON_LOG=warn LEPTON_ADMIN_TOKEN="$TOKEN" target/release/lepton serve \
         --db "$WORK/$db" --admin "$ADMIN" --http "$INGRESS" --state-root "$WORK/state" \
-        --cache-dir "$WORK/cache" --drain-timeout 2 "$@" >>"$WORK/lepton.log" 2>&1 &
+        --cache-dir "${CACHE:-$WORK/cache}" --drain-timeout 2 "$@" >>"$WORK/lepton.log" 2>&1 &
     LEPTON_PID=$!
     SERVE_T0=$(date +%s.%N)
 }
@@ -87,8 +91,18 @@ echo "==> A. $N apps of $N distinct components"
 start_serve a.db --app-idle-timeout 0
 wait_http "http://$ADMIN/healthz"
 driver put "$N" "$N"
-driver hit "$N" "first start, cold cache (pull + compile on first request)" --peak
+driver hit "$N" "first start, cold cache (pull + Winch compile on first request)" --peak
+driver wait_optimized "$N" "$WORK/cache/compiled"
+driver rss "with every app on Cranelift's code"
 stop_serve
+if [ "${DENSITY_BASELINE:-0}" = 1 ]; then
+    echo "==> A0. baseline: the same cold first start, Cranelift only (LEPTON_QUICK_COMPILE=0)"
+    LEPTON_QUICK_COMPILE=0 CACHE="$WORK/cache-baseline" start_serve a0.db --app-idle-timeout 0
+    wait_http "http://$ADMIN/healthz"
+    driver put "$N" "$N"
+    driver hit "$N" "first start, cold cache (pull + Cranelift compile on first request)" --peak
+    stop_serve
+fi
 start_serve a.db --app-idle-timeout 5
 driver routable "$N" "$SERVE_T0"
 driver rss "idle after restart"

@@ -10,12 +10,15 @@ usage: density_driver.py ADMIN INGRESS TOKEN PID COMMAND ARGS...
                           queueing); total time, p50/p99, errors
   rss LABEL               the server's RSS and threads now
   wait_evicted            wait until lepton_apps_loaded is 0
+  wait_optimized N DIR    wait until N Cranelift artifacts are under DIR (the quick tier's
+                          background compiles are done); print the time and peak RSS
   ready T0                wait until /readyz answers 200 (every app tried); print time since T0
 
 DENSITY_REFERENCE, when set, is the reference every app `put` stores (e.g. one digest-pinned
 component) instead of d(i % DISTINCT) on DENSITY_REGISTRY.
 """
 import http.client
+import os
 import json
 import sys
 import threading
@@ -181,6 +184,21 @@ def ready(t0):
     print(f"  ready (/readyz) {time.time() - float(t0):.2f} s after start")
 
 
+def wait_optimized(n, compiled_dir):
+    """Wait until n optimized (Cranelift) artifacts are on disk: every app then runs, or is
+    being reloaded, on optimized code. Prints the time it took and the peak RSS meanwhile."""
+    t0, peak = time.time(), 0.0
+    while True:
+        count = sum(1 for _, _, files in os.walk(compiled_dir) for f in files if f.endswith(".cwasm"))
+        peak = max(peak, rss_mib()[0])
+        if count >= n:
+            break
+        if time.time() - t0 > 1800:
+            sys.exit(f"only {count} of {n} optimized artifacts after 30 min")
+        time.sleep(0.2)
+    print(f"  all {n} on Cranelift's code {time.time() - t0:.1f} s after the last first request (peak RSS {peak:.0f} MiB)")
+
+
 def wait_evicted():
     t0 = time.time()
     while (metric("lepton_apps_loaded") or 0) > 0:
@@ -192,6 +210,8 @@ def wait_evicted():
 
 if command == "put":
     put(int(args[0]), int(args[1]))
+elif command == "wait_optimized":
+    wait_optimized(int(args[0]), args[1])
 elif command == "routable":
     routable(int(args[0]), args[1])
 elif command == "hit":

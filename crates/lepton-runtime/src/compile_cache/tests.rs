@@ -261,9 +261,28 @@ async fn a_quick_tier_serves_winch_code_first_then_cranelift_code_from_disk() {
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .count();
+    assert_eq!(artifacts, 1, "Cranelift's artifact is on disk");
+    // Winch's artifact, stored beside it under its engine's key, is removed once it is.
+    let compiled = cache
+        .dir
+        .as_ref()
+        .and_then(|d| d.parent())
+        .expect("compiled dir");
+    let quick_artifacts = || {
+        std::fs::read_dir(compiled.join(engine_key(&quick)))
+            .map(|d| d.filter_map(Result::ok).count())
+            .unwrap_or(0)
+    };
+    for _ in 0..500 {
+        if quick_artifacts() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(
-        artifacts, 1,
-        "Cranelift's artifact is on disk, Winch's never is"
+        quick_artifacts(),
+        0,
+        "Winch's artifact and sidecar are gone"
     );
 
     // The next load (the app's reload) maps Cranelift's code and waits for nothing.

@@ -6,12 +6,14 @@
 //! components took minutes before each answered its first request. Winch compiles the same in
 //! about a quarter to a fifth of that (see `crate::engine`). With a quick tier, a component that
 //! has no optimized artifact (in the process or on disk) is compiled by Winch on the quick
-//! engine, at first-compile priority, and kept in the process only (never on disk: it is a
-//! bridge). At the same time Cranelift's artifact is made at background priority (the gate runs
+//! engine, at first-compile priority, and stored in the disk cache under the quick engine's
+//! own key (so its code is mapped, file-backed, like any artifact's). At the same time Cranelift's artifact is made at background priority (the gate runs
 //! those only when no first compile waits, and leaves a permit free for them) and stored in the
 //! disk cache as usual; [`OptimizedCode`] resolves when it is there, and the app's loader
 //! (`crate::residency`) loads the app again on it. One background compile per component however
-//! many apps wait for it.
+//! many apps wait for it. Once the optimized artifact is stored, the quick one is removed from
+//! the disk (processes that map it keep their pages); one left by a process stopped before that
+//! serves the next start's first load, and ages out through the cache's collector.
 //!
 //! A component Winch cannot compile falls back to Cranelift at first-compile priority. The
 //! quick tier needs the disk cache (the upgrade is a load from it), so a disabled cache has none.
@@ -62,10 +64,13 @@ impl CompileCache {
     /// Compile components first with Winch on `quick` (see the module docs). No-op for a
     /// disabled cache.
     pub fn with_quick_tier(mut self, quick: &Engine) -> Self {
-        if self.dir.is_none() {
+        let Some(compiled) = self.dir.as_ref().and_then(|d| d.parent()) else {
             return self;
-        }
+        };
+        let dir = compiled.join(super::engine_key(quick));
+        super::sweep_stale_temp_files(&dir, super::STALE_TEMP_AGE);
         let mut cache = CompileCache::disabled();
+        cache.dir = Some(dir);
         cache.gate = self.gate.clone();
         self.quick = Some(Arc::new(QuickTier {
             engine: quick.clone(),
@@ -103,8 +108,22 @@ impl CompileCache {
             .await;
         match first {
             Ok(mut compiled) => {
-                compiled.optimized =
-                    Some(self.optimize_later(quick, engine, component_id, wasm_path, digest));
+                let quick_artifact = quick
+                    .cache
+                    .dir
+                    .as_ref()
+                    .map(|dir| dir.join(format!("{}.cwasm", compiled.hold.key())));
+                let optimized = self.optimize_later(quick, engine, component_id, wasm_path, digest);
+                compiled.optimized = Some(optimized.clone());
+                if let Some(artifact) = quick_artifact {
+                    tokio::spawn(async move {
+                        if optimized.ready().await {
+                            // The artifact goes before its sidecar (see `gc`).
+                            let _ = std::fs::remove_file(&artifact);
+                            let _ = std::fs::remove_file(super::sidecar(&artifact));
+                        }
+                    });
+                }
                 Ok(compiled)
             }
             Err(err) => {
