@@ -67,6 +67,8 @@ fn lines_without_port(text: &str, prefix: &str) -> Vec<String> {
 
 #[test]
 fn core_modules_legacy_spin_http_and_wagi_are_served() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     require_shape_builds();
     let work = tempfile::tempdir().expect("tempdir");
     let mut registry = TestRegistry::start().expect("start docker-registry");
@@ -321,6 +323,8 @@ fn write_app(dir: &Path, name: &str, wasm: &Path, executor: &str) -> std::path::
 
 #[test]
 fn executor_mismatches_are_refused_at_load_naming_the_component() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     require_shape_builds();
     require_guest_builds();
     let work = tempfile::tempdir().expect("tempdir");

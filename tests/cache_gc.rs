@@ -100,6 +100,8 @@ fn age(path: &Path) {
 
 #[test]
 fn gc_never_removes_what_another_process_runs_and_collects_what_nobody_runs() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     require_guest_builds();
     let started = Instant::now();
     let registry = TestRegistry::start().expect("registry");
@@ -202,6 +204,8 @@ fn gc_never_removes_what_another_process_runs_and_collects_what_nobody_runs() {
 
 #[test]
 fn two_processes_pulling_and_compiling_the_same_new_app_at_once_share_one_copy() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     require_guest_builds();
     let started = Instant::now();
     let registry = TestRegistry::start().expect("registry");

@@ -231,16 +231,22 @@ const PY_ACCESS_DENIED: &str = "Err(value=Error_AccessDenied())\n";
 
 #[test]
 fn python_spin_sdk_3_wasi_http_p2() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     run_app("py-p2", PY_ACCESS_DENIED);
 }
 
 #[test]
 fn python_spin_sdk_5_wasi_http_p3() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     run_app("py-p3", PY_ACCESS_DENIED);
 }
 
 #[test]
 fn javascript_j2w() {
+    // This test's subject is the compiled-code cache: one compile per component.
+    support::QUICK_COMPILE.store(false, std::sync::atomic::Ordering::Relaxed);
     // componentize-js throws a `ComponentError` whose payload is the WIT error variant.
     run_app(
         "js",

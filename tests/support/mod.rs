@@ -124,6 +124,7 @@ impl Lepton {
             .arg(cache_dir)
             .args(args)
             .env("LEPTON_LOG", "info")
+            .env("LEPTON_QUICK_COMPILE", quick_compile())
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
@@ -304,6 +305,21 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<HttpResponse> {
 /// Send one request with `Connection: close` and read the whole response.
 #[allow(unused_imports)]
 pub use lepton_testkit::http_request as request;
+
+/// Whether the lepton processes this test binary starts compile first with Winch (lepton's
+/// default). The tests whose subject is the compiled-code cache itself (what is compiled, and
+/// stored, and collected, once) turn it off: with it, each component is compiled twice, once
+/// per engine, by design (covered by `tests/lazy.rs` and the runtime's unit tests).
+pub static QUICK_COMPILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// `LEPTON_QUICK_COMPILE` for the processes tests start.
+pub fn quick_compile() -> &'static str {
+    if QUICK_COMPILE.load(std::sync::atomic::Ordering::Relaxed) {
+        "1"
+    } else {
+        "0"
+    }
+}
 
 /// A free loopback address.
 pub fn free_addr() -> String {

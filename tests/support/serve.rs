@@ -59,6 +59,7 @@ impl Serve {
             .args(["--drain-timeout", "2"])
             .env("LEPTON_ADMIN_TOKEN", TOKEN)
             .env("LEPTON_LOG", "info")
+            .env("LEPTON_QUICK_COMPILE", super::quick_compile())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr"))

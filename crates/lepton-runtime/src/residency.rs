@@ -202,6 +202,7 @@ impl Residency {
                 state: Mutex::new(State::Idle),
                 last_used: AtomicU64::new(self.inner.now()),
                 pinned: AtomicBool::new(false),
+                superseded: Mutex::default(),
             }),
         }
     }
@@ -305,6 +306,9 @@ struct ResidentShared<T> {
     /// Never evicted by the residency (idle timeout or budget): an app version whose non-HTTP
     /// triggers run without requests. [`Resident::evict`] still releases it.
     pinned: AtomicBool,
+    /// Values let go while requests still ran on them (replaced by a reload on optimized code,
+    /// or evicted busy under the budget): whoever retires the version drains them too.
+    superseded: Mutex<Vec<Weak<T>>>,
 }
 
 type LoadFuture<T> = Shared<BoxFuture<'static, Result<Arc<T>, LoadFailed>>>;
@@ -406,6 +410,18 @@ impl<T: Send + Sync + 'static> Resident<T> {
     /// [`Resident::get`] loads it again. Returns the value it held, if loaded.
     pub fn evict(&self) -> Option<Arc<T>> {
         self.shared.take("evicted")
+    }
+
+    /// Earlier values of this resident that requests still run on (it let go of them while
+    /// they were in use: replaced by a reload, or evicted under the budget). Retiring a version
+    /// drains these as well as the one [`Resident::evict`] returns.
+    pub fn superseded(&self) -> Vec<Arc<T>> {
+        let mut list = self
+            .shared
+            .superseded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.drain(..).filter_map(|w| w.upgrade()).collect()
     }
 
     fn touch(&self) {
@@ -511,6 +527,9 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
             match loaded {
                 Ok(loaded) if current(&shared) => {
                     tracing::info!(app = %shared.app, "app reloaded on optimized code");
+                    if let Some(old) = old.upgrade() {
+                        shared.supersede(&old);
+                    }
                     let _ = shared.settle(Ok(loaded));
                 }
                 Ok(_) => {}
@@ -519,6 +538,13 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
                 }
             }
         });
+    }
+
+    /// Remember `value`, let go of while requests may still run on it (see `superseded`).
+    fn supersede(&self, value: &Arc<T>) {
+        let mut list = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(value));
     }
 
     fn take(&self, why: &'static str) -> Option<Arc<T>> {
@@ -560,7 +586,18 @@ impl<T: Send + Sync + 'static> Member for ResidentShared<T> {
     }
 
     fn evict(&self, why: &'static str) -> bool {
-        !self.pinned.load(Ordering::Relaxed) && self.take(why).is_some()
+        if self.pinned.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.take(why) {
+            Some(value) => {
+                if Arc::strong_count(&value) > 1 {
+                    self.supersede(&value);
+                }
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -632,7 +632,10 @@ impl RunningApp {
 /// Let the requests still running on a replaced version finish (up to `drain`), then cut off
 /// what remains; a version that was not loaded has nothing to wait for.
 fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, drain: Duration) {
-    if let Some(loaded) = old.evict() {
+    // Values the version let go of while requests ran on them (a reload on optimized code, a
+    // busy eviction) are drained and cut off like the loaded one.
+    let superseded = old.superseded();
+    for loaded in old.evict().into_iter().chain(superseded) {
         let cut_off = loaded.cut_off_switch().clone();
         let released = drain::http_released(loaded);
         let key = format!("{} ({})", previous.key, previous.digest);

@@ -251,6 +251,14 @@ async fn a_value_with_a_better_one_to_follow_is_reloaded_and_swapped_while_in_us
     assert_eq!(*r.get().await.unwrap(), 1, "the new value serves");
     assert_eq!(*in_flight, 42, "a request in flight keeps the old value");
     assert_eq!(residency.resident_bytes(), 7);
+    // Whoever retires the version finds the old value still in use, to drain it.
+    let superseded = r.superseded();
+    assert_eq!(superseded.iter().map(|v| **v).collect::<Vec<_>>(), vec![42]);
+    drop((superseded, in_flight));
+    assert!(
+        r.superseded().is_empty(),
+        "taken once, and gone with its requests"
+    );
 }
 
 #[tokio::test(start_paused = true)]
