@@ -634,13 +634,37 @@ impl RunningApp {
 fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, drain: Duration) {
     // Values the version let go of while requests ran on them (a reload on optimized code, a
     // busy eviction) are drained and cut off like the loaded one.
-    let superseded = old.superseded();
-    for loaded in old.evict().into_iter().chain(superseded) {
-        let cut_off = loaded.cut_off_switch().clone();
-        let released = drain::http_released(loaded);
-        let key = format!("{} ({})", previous.key, previous.digest);
-        drain::in_background(key, "http", released, cut_off, drain);
+    // One drain for all of them: released when the last request on any lets go; past the
+    // timeout, every one is cut off.
+    let values: Vec<_> = old.evict().into_iter().chain(old.superseded()).collect();
+    if values.is_empty() {
+        return;
     }
+    let cut_off = lepton_runtime::CutOff::default();
+    let switches: Vec<_> = values.iter().map(|v| v.cut_off_switch().clone()).collect();
+    let cut = cut_off.signal();
+    tokio::spawn(async move {
+        // The cut comes at the drain timeout or never (drained in time).
+        if tokio::time::timeout(drain + Duration::from_secs(1), cut)
+            .await
+            .is_ok()
+        {
+            for switch in switches {
+                switch.cut();
+            }
+        }
+    });
+    let released = futures::future::join_all(values.into_iter().map(drain::http_released));
+    let key = format!("{} ({})", previous.key, previous.digest);
+    drain::in_background(
+        key,
+        "http",
+        async move {
+            released.await;
+        },
+        cut_off,
+        drain,
+    );
 }
 
 /// Stop an app that is no longer routed to: stop its own listener (if any) and wait for its
