@@ -1,7 +1,13 @@
 //! A registry session for one reference: transport (HTTP for loopback/insecure registries,
 //! HTTPS otherwise), Docker credentials, and the raw operations push/pull need.
+//!
+//! Sessions share their transport: one [`Client`] per registry transport and credentials, kept
+//! for the process. Building a client loads the machine's root certificates and starts an empty
+//! connection pool; done per pull, that was 5% of the CPU of a cold start of 1,000 apps
+//! (`perf`, `bench/density.sh`), and every pull opened new connections.
 
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -43,15 +49,8 @@ impl Session {
             .resolve_registry()
             .trim_end_matches('/')
             .to_string();
-        let config = ClientConfig {
-            protocol: protocol_for(&registry, opts),
-            // Bounded so a dead or hung registry turns into a cache fallback, not a hang.
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            ..Default::default()
-        };
-        let client = Client::new(config);
         let auth = credentials(registry.clone()).await;
+        let client = shared_client(protocol_for(&registry, opts), &registry, &auth);
         let session = Session {
             client,
             reference: reference.clone(),
@@ -100,6 +99,38 @@ impl Session {
             .await
             .map_err(|e| self.err(e))
     }
+}
+
+/// How many clients [`shared_client`] keeps; past that the oldest is dropped (its pooled
+/// connections close once no session uses it).
+const MAX_CLIENTS: usize = 32;
+
+/// Clients by transport (the protocol, which names an insecure registry), registry and
+/// credentials. Credentials are part of the key because a client remembers the
+/// first credentials it saw for a registry: a changed Docker config gets a fresh client.
+static CLIENTS: Mutex<Vec<(ClientProtocol, String, RegistryAuth, Client)>> = Mutex::new(Vec::new());
+
+/// The process's client for `protocol` to `registry` with `auth`, built on first use.
+fn shared_client(protocol: ClientProtocol, registry: &str, auth: &RegistryAuth) -> Client {
+    let mut clients = CLIENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, _, _, client)) = clients
+        .iter()
+        .find(|(p, r, a, _)| *p == protocol && r == registry && a == auth)
+    {
+        return client.clone();
+    }
+    let client = Client::new(ClientConfig {
+        protocol: protocol.clone(),
+        // Bounded so a dead or hung registry turns into a cache fallback, not a hang.
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        read_timeout: Some(READ_TIMEOUT),
+        ..Default::default()
+    });
+    if clients.len() >= MAX_CLIENTS {
+        clients.remove(0);
+    }
+    clients.push((protocol, registry.to_string(), auth.clone(), client.clone()));
+    client
 }
 
 /// Whether an error means the registry could not be reached or is failing (transport errors,
@@ -241,6 +272,34 @@ mod tests {
         );
         let basic = auth_hint("r.example", &RegistryAuth::Basic("u".into(), "p".into()));
         assert!(basic.contains("rejected"), "{basic}");
+    }
+
+    #[test]
+    fn sessions_share_one_client_per_transport_registry_and_credentials() {
+        let registry = "shared-client-test.example:5000";
+        let count = || {
+            CLIENTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|(_, r, _, _)| r == registry)
+                .count()
+        };
+        let https = ClientProtocol::HttpsExcept(Vec::new());
+        let basic = RegistryAuth::Basic("u".into(), "p".into());
+        shared_client(https.clone(), registry, &RegistryAuth::Anonymous);
+        shared_client(https.clone(), registry, &RegistryAuth::Anonymous);
+        assert_eq!(
+            count(),
+            1,
+            "the same transport and credentials reuse one client"
+        );
+        shared_client(https.clone(), registry, &basic);
+        assert_eq!(count(), 2, "other credentials get their own client");
+        shared_client(ClientProtocol::Http, registry, &basic);
+        assert_eq!(count(), 3, "another transport gets its own client");
+        shared_client(https, registry, &basic);
+        assert_eq!(count(), 3);
     }
 
     #[test]
