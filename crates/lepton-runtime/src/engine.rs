@@ -51,7 +51,12 @@
 //!   (`precompile_component`, release build, this 2-core VM): hello (wasi:http 0.2, 186 KiB)
 //!   Cranelift 220–236 ms, Winch 53–60 ms; the JavaScript app (12 MiB) Cranelift 11.4–12.0 s,
 //!   Winch 2.3–2.4 s. Winch's code is larger (835 KiB against 605 KiB for hello) and slower, so
-//!   it is only a bridge to the optimized code, never kept once that exists.
+//!   it is only a bridge to the optimized code, never kept once that exists. Cranelift still
+//!   compiles the Winch engine's trampolines, and in a `perf --call-graph dwarf` profile of the
+//!   cold start of 1,000 distinct hello components (`bench/density.sh`'s first phase) that was
+//!   26% of all CPU, regalloc2's backtracking allocator 12%: the quick engine compiles them
+//!   unoptimized with the single-pass allocator, which took that cold start from 55.8–58.1 s
+//!   to 45.5 s on this VM (artifacts 835 → 851 KiB).
 //! - wasmtime's own compilation cache is off: [`crate::CompileCache`] keys artifacts by the
 //!   component's content digest instead of hashing the bytes again.
 
@@ -311,6 +316,11 @@ fn build_engine(config: &RuntimeEngineConfig, pooling: bool) -> Result<Engine, R
 fn build_quick_engine() -> Result<Engine, RuntimeError> {
     let mut wasm = Config::new();
     wasm.strategy(wasmtime::Strategy::Winch)
+        // Winch compiles the guest's functions; Cranelift still compiles its trampolines (one
+        // per escaping function and per host import): unoptimized, with the single-pass
+        // register allocator, as this code only bridges until Cranelift's optimized code is in.
+        .cranelift_opt_level(wasmtime::OptLevel::None)
+        .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass)
         .wasm_component_model(true)
         .wasm_component_model_async(true)
         .epoch_interruption(true)
