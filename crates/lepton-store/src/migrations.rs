@@ -12,7 +12,8 @@
 //!
 //! Tables: `apps(name, spec, generation, updated_at)`; `claims(kind, value, app)` whose primary
 //! key `(kind, value)` makes a host or address belong to one app; `app_status(node, app, status,
-//! updated_at)`; `revision`, one row counting desired-state writes. Times are Unix milliseconds.
+//! updated_at)`; `revision`, one row counting desired-state writes; the index
+//! `apps_by_generation` (version 2). Times are Unix milliseconds.
 
 use crate::StoreError;
 
@@ -63,11 +64,16 @@ INSERT INTO revision (id, revision) VALUES (1, 0);
     };
 }
 
+/// Version 2: the database source reads "apps written after revision N" on every change; without
+/// an index that scans the whole table per write. (Bulk writes are still superlinear for another
+/// reason: 10,000 `PUT`s 24.4–27.5 s against 2.1–2.2 s for 1,000, with or without the index.)
+const APPS_BY_GENERATION: &str = "CREATE INDEX apps_by_generation ON apps (generation);";
+
 /// SQLite's migrations, oldest first: version N is entry N - 1.
-pub const SQLITE: &[&str] = &[schema_v1!("TEXT")];
+pub const SQLITE: &[&str] = &[schema_v1!("TEXT"), APPS_BY_GENERATION];
 
 /// PostgreSQL's migrations, oldest first: version N is entry N - 1.
-pub const POSTGRES: &[&str] = &[schema_v1!("JSONB")];
+pub const POSTGRES: &[&str] = &[schema_v1!("JSONB"), APPS_BY_GENERATION];
 
 /// The next thing to do to a database at schema version `current`.
 #[derive(Debug, PartialEq)]

@@ -107,9 +107,11 @@ impl SqliteBackend {
                 let tx = db.conn.transaction().ctx(ctx)?;
                 let rows = {
                     let mut stmt = tx
+                        // Sorted by name below: with `ORDER BY name` in the query, SQLite walks
+                        // the primary key (every row) instead of `apps_by_generation`.
                         .prepare_cached(
                             "SELECT name, spec, generation, updated_at FROM apps \
-                         WHERE generation > ?1 ORDER BY name",
+                         WHERE generation > ?1",
                         )
                         .ctx(ctx)?;
                     stmt.query_map([revision], app_row)
@@ -121,10 +123,11 @@ impl SqliteBackend {
                     .query_row("SELECT COUNT(*) FROM apps", [], |row| row.get(0))
                     .ctx(ctx)?;
                 tx.commit().ctx(ctx)?;
-                let apps = rows
+                let mut apps = rows
                     .into_iter()
                     .map(|row| decode_app(row, ctx))
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?;
+                apps.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(WrittenAfter { apps, stored })
             },
         )

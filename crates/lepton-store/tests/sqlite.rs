@@ -86,6 +86,40 @@ async fn opening_creates_the_file_and_its_directory_in_wal_mode() {
 }
 
 #[tokio::test]
+async fn what_was_written_after_a_revision_is_read_through_the_generation_index() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await;
+    for i in 0..50 {
+        store
+            .put(
+                &format!("app{i}"),
+                &spec(1),
+                &[host(&format!("a{i}.example.com"))],
+            )
+            .await
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT name, spec, generation, updated_at FROM apps \
+             WHERE generation > 45",
+        )
+        .unwrap()
+        .query_map([], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|step| step.contains("apps_by_generation")),
+        "{plan:?}"
+    );
+    let written = store.written_after(45).await.unwrap();
+    let names: Vec<&str> = written.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["app45", "app46", "app47", "app48", "app49"]);
+}
+
+#[tokio::test]
 async fn reopening_keeps_the_data_and_applies_no_migration_again() {
     let (_dir, path) = temp_db();
     let store = open(&path).await;
