@@ -642,21 +642,7 @@ fn retire(previous: &RunningAppStatus, old: &lepton_runtime::Resident<HttpApp>, 
     }
     let cut_off = lepton_runtime::CutOff::default();
     let switches: Vec<_> = values.iter().map(|v| v.cut_off_switch().clone()).collect();
-    let cut = cut_off.signal();
-    // Held by the task so the signal fires on a cut only: a drained version drops its `CutOff`,
-    // which must not cut a value the version's event triggers may still be using.
-    let watcher = cut_off.clone();
-    tokio::spawn(async move {
-        // The cut comes at the drain timeout or never (drained in time).
-        let fired = tokio::time::timeout(drain + Duration::from_secs(1), cut)
-            .await
-            .is_ok();
-        if fired && watcher.is_cut() {
-            for switch in switches {
-                switch.cut();
-            }
-        }
-    });
+    drain::forward_cut(&cut_off, switches, drain + Duration::from_secs(1));
     let released = futures::future::join_all(values.into_iter().map(drain::http_released));
     let key = format!("{} ({})", previous.key, previous.digest);
     drain::in_background(
