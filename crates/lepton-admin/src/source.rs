@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -32,6 +33,8 @@ type SharedOutcome = Shared<BoxFuture<'static, Outcome>>;
 struct Applied {
     generation: i64,
     outcome: SharedOutcome,
+    /// The sync epoch in which this name was first applied (kept across its generations).
+    since: u64,
 }
 
 /// The database, followed into the reconciler.
@@ -42,6 +45,9 @@ pub struct DbSource {
     state_root: PathBuf,
     node: String,
     applied: Mutex<HashMap<String, Applied>>,
+    /// Bumped (under `applied`'s lock) as each incremental sync starts: names applied from then
+    /// on are told apart from those it can count on being stored already.
+    epoch: AtomicU64,
     /// The revision the last sync read up to (`None` before the first).
     seen_revision: Mutex<Option<i64>>,
     /// Set once the first full sync has handed every stored app to the reconciler.
@@ -65,6 +71,7 @@ impl DbSource {
             state_root,
             node,
             applied: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             seen_revision: Mutex::new(None),
             synced: watch::Sender::new(false),
         })
@@ -100,7 +107,9 @@ impl DbSource {
     /// than the one applied resolves as superseded.
     pub fn apply(&self, stored: &StoredApp) -> SharedOutcome {
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut since = self.epoch.load(Ordering::Relaxed);
         if let Some(a) = applied.get(&stored.name) {
+            since = a.since;
             if a.generation == stored.generation {
                 return a.outcome.clone();
             }
@@ -130,6 +139,7 @@ impl DbSource {
             Applied {
                 generation: stored.generation,
                 outcome: outcome.clone(),
+                since,
             },
         );
         outcome
@@ -153,13 +163,30 @@ impl DbSource {
         if seen != Some(revision) {
             let whole = match seen {
                 Some(seen) => {
+                    // How many names were applied before this read: every app stored at `seen`
+                    // is among them unless it was deleted since. Counted against the snapshot,
+                    // not the live map, which the API's own `PUT`s grow while this read runs;
+                    // names applied from now on carry the new epoch.
+                    let (before, epoch) = {
+                        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+                        (
+                            applied.len(),
+                            self.epoch.fetch_add(1, Ordering::Relaxed) + 1,
+                        )
+                    };
                     let written = self.store.written_after(seen).await?;
                     for app in &written.apps {
                         drop(self.apply(app));
                     }
-                    let known = self.applied.lock().unwrap_or_else(|e| e.into_inner()).len();
-                    // Fewer stored than known: some were deleted (more: a write raced this read).
-                    if i64::try_from(known).is_ok_and(|k| k == written.stored) {
+                    let new = {
+                        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+                        written
+                            .apps
+                            .iter()
+                            .filter(|a| applied.get(&a.name).is_none_or(|x| x.since >= epoch))
+                            .count()
+                    };
+                    if no_deletion(before, new, written.stored) {
                         None
                     } else {
                         Some(self.store.list().await?)
@@ -299,9 +326,40 @@ fn metric_state(state: &KeyState) -> AppState {
     }
 }
 
+/// Whether a snapshot of `stored` apps can hold every one of the `before` names applied before
+/// it was read, `new` being how many of the apps written since were not among those: each
+/// stored app either was applied before or is new, so the two cover exactly `stored` names
+/// unless one applied before was deleted (then they cover more). A name deleted and created
+/// again since counts twice, so a deletion is never missed; at worst a full read is done for
+/// nothing.
+fn no_deletion(before: usize, new: usize, stored: i64) -> bool {
+    i64::try_from(before + new).is_ok_and(|covered| covered == stored)
+}
+
 async fn sleep_opt(d: Option<std::time::Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_alone_need_no_full_read() {
+        // a and b were applied; b was rewritten and c created since: 2 + 1 cover 3.
+        assert!(no_deletion(2, 1, 3));
+        // Nothing written: the same three are stored.
+        assert!(no_deletion(3, 0, 3));
+    }
+
+    #[test]
+    fn a_deletion_is_never_missed() {
+        // b was deleted since the last sync and c created: three names cover two stored.
+        assert!(!no_deletion(2, 1, 2));
+        // b deleted, nothing written.
+        assert!(!no_deletion(2, 0, 1));
     }
 }
