@@ -26,7 +26,7 @@
 //! compiled code), so the budget bounds what eviction can give back, not the process's RSS.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -203,6 +203,7 @@ impl Residency {
                 last_used: AtomicU64::new(self.inner.now()),
                 pinned: AtomicBool::new(false),
                 superseded: Mutex::default(),
+                on_change: OnceLock::new(),
             }),
         }
     }
@@ -309,6 +310,8 @@ struct ResidentShared<T> {
     /// Values let go while requests still ran on them (replaced by a reload on optimized code,
     /// or evicted busy under the budget): whoever retires the version drains them too.
     superseded: Mutex<Vec<Weak<T>>>,
+    /// Called after each change of [`Resident::state`] (see [`Resident::on_change`]).
+    on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 type LoadFuture<T> = Shared<BoxFuture<'static, Result<Arc<T>, LoadFailed>>>;
@@ -329,21 +332,24 @@ impl<T: Send + Sync + 'static> Resident<T> {
     /// The loaded value, loading it first if needed (concurrent callers share one load).
     pub async fn get(&self) -> Result<Arc<T>, LoadFailed> {
         self.touch();
-        let load = {
+        let (load, started) = {
             let mut state = self.shared.state();
             match &*state {
                 State::Loaded { value, .. } => return Ok(value.clone()),
-                State::Loading(load) => load.clone(),
+                State::Loading(load) => (load.clone(), false),
                 State::Failed { error, until } if Instant::now() < *until => {
                     return Err(error.clone());
                 }
                 State::Idle | State::Failed { .. } => {
                     let load = self.start_load();
                     *state = State::Loading(load.clone());
-                    load
+                    (load, true)
                 }
             }
         };
+        if started {
+            self.shared.changed();
+        }
         load.await
     }
 
@@ -352,7 +358,16 @@ impl<T: Send + Sync + 'static> Resident<T> {
         let mut state = self.shared.state();
         if matches!(&*state, State::Idle | State::Failed { .. }) {
             *state = State::Loading(self.start_load());
+            drop(state);
+            self.shared.changed();
         }
+    }
+
+    /// Call `f` after every change of its [`Resident::state`] (a load starts, ends or fails;
+    /// an eviction), outside any lock of the resident's: how a status that shows load states
+    /// learns of them when they happen. Set once; later calls are ignored.
+    pub fn on_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.on_change.set(Box::new(f));
     }
 
     /// Install a value loaded elsewhere (a version validated before it replaced another) as if
@@ -487,6 +502,7 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
                     m.loads.inc();
                 }
                 tracing::debug!(app = %self.app, footprint = loaded.footprint, "app loaded");
+                self.changed();
                 inner.enforce_budget(Arc::as_ptr(self).cast());
                 Ok(value)
             }
@@ -500,6 +516,7 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
                     error: error.clone(),
                     until: Instant::now() + FAILED_RETRY_AFTER,
                 };
+                self.changed();
                 Err(error)
             }
         }
@@ -547,6 +564,12 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
         list.push(Arc::downgrade(value));
     }
 
+    fn changed(&self) {
+        if let Some(f) = self.on_change.get() {
+            f();
+        }
+    }
+
     fn take(&self, why: &'static str) -> Option<Arc<T>> {
         let held = {
             let mut state = self.state();
@@ -565,6 +588,7 @@ impl<T: Send + Sync + 'static> ResidentShared<T> {
             m.evictions.inc();
         }
         tracing::debug!(app = %self.app, footprint, why, "app evicted");
+        self.changed();
         Some(value)
     }
 }

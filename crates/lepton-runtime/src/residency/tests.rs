@@ -283,3 +283,44 @@ async fn no_reload_when_making_the_better_value_failed_or_the_resident_is_pinned
     assert_eq!(*r.get().await.unwrap(), 42);
     assert_eq!(*pinned.get().await.unwrap(), 43);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_state_change_is_reported_as_it_happens() {
+    let residency = Residency::new(ResidencyConfig {
+        memory_budget: None,
+        idle_timeout: Some(Duration::from_secs(60)),
+    });
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = residency.resident(
+        "a",
+        counting(Arc::default(), Duration::from_millis(50), 10, fail.clone()),
+    );
+    // Each report records the state the resident is in when it is made.
+    let seen: Arc<Mutex<Vec<ResidentState>>> = Arc::default();
+    let (log, watched) = (seen.clone(), r.clone());
+    r.on_change(move || log.lock().unwrap().push(watched.state()));
+    let take = || std::mem::take(&mut *seen.lock().unwrap());
+
+    assert!(r.get().await.is_err());
+    assert_eq!(
+        take(),
+        [
+            ResidentState::Loading,
+            ResidentState::Failed {
+                message: "broken".into()
+            }
+        ]
+    );
+    fail.store(false, Ordering::SeqCst);
+    tokio::time::sleep(FAILED_RETRY_AFTER).await;
+    r.preload();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let loaded = ResidentState::Loaded { footprint: 10 };
+    assert_eq!(take(), [ResidentState::Loading, loaded.clone()]);
+    // Uses of a loaded resident change nothing.
+    r.get().await.unwrap();
+    assert!(take().is_empty());
+    // The idle sweep evicts it: reported without anyone asking.
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert_eq!(take(), [ResidentState::Idle]);
+}
