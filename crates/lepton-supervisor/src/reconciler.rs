@@ -96,8 +96,9 @@ const BATCH: usize = 4096;
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// How often what runs under every key is read again: a lazy app's digest, routes and load
-/// state change when it loads or is evicted, which is no event of the reconciler's.
+/// How often what runs under every key is read again. A lazy app's digest, routes and load
+/// state change when it loads or is evicted: those are reported as they happen
+/// (`AppSupervisor::load_changes`); this catches anything else that changes beneath.
 const REFRESH: Duration = Duration::from_secs(5);
 
 #[allow(clippy::large_enum_variant)]
@@ -262,6 +263,7 @@ impl Task {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut done: mpsc::UnboundedReceiver<Done>,
     ) {
+        let load_changes = self.supervisor.load_changes();
         let mut refresh = tokio::time::interval(REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         refresh.reset();
@@ -278,6 +280,10 @@ impl Task {
                 },
                 Some(d) = done.recv() => self.finished(d),
                 () = sleep_until(retry) => self.retry_due(),
+                keys = load_changes.next() => {
+                    let known = keys.into_iter().filter(|k| self.entries.contains_key(k));
+                    self.dirty.extend(known);
+                }
                 _ = refresh.tick() => self.dirty.extend(self.entries.keys().cloned()),
             }
             // Take whatever else is ready before publishing: one publication (and one wake-up

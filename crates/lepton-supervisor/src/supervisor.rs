@@ -50,6 +50,7 @@ use lepton_trigger_http::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod changes;
 mod claims;
 mod drain;
 mod gc;
@@ -161,6 +162,7 @@ struct Inner {
     probes: tokio::sync::Semaphore,
     /// Probes started and not finished.
     probing: Arc<AtomicUsize>,
+    load_changes: Arc<changes::LoadChanges>,
 }
 
 impl Drop for Inner {
@@ -218,6 +220,7 @@ impl AppSupervisor {
             versions: AtomicU64::new(0),
             probes: tokio::sync::Semaphore::new(PROBES),
             probing: Arc::default(),
+            load_changes: Arc::default(),
         });
         hosts::spawn_publisher(&inner);
         gc::spawn(&inner);

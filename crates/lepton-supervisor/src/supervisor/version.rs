@@ -68,6 +68,7 @@ impl Version {
     /// already pulled.
     pub fn new(inner: &Arc<Inner>, key: &str, spec: &AppSpec, pulled: Option<LoadedApp>) -> Self {
         let seq = inner.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let report = super::changes::reporter(inner, key);
         let facts: Arc<Mutex<Option<Facts>>> = Arc::default();
         let memo = Arc::new(Mutex::new(pulled));
         let pulled = memo.clone();
@@ -108,6 +109,7 @@ impl Version {
                 .boxed()
             }),
         );
+        resident.on_change(report);
         Self {
             seq,
             resident,
