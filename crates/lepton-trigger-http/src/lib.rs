@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod chaining;
+pub mod coalesce;
 pub mod executor;
 pub mod gate;
 pub mod headers;

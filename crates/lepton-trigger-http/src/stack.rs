@@ -189,6 +189,7 @@ where
         slot: Some(slot),
         in_flight: Some(in_flight),
     };
+    let res = crate::coalesce::first_frames(res).await;
     Ok(hold(res, name, hold_on, deadline, cut_off))
 }
 
