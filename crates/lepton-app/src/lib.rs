@@ -9,6 +9,7 @@
 //! - [`AppError`] is the single error type at this crate's boundary.
 
 mod error;
+pub mod file_stamp;
 pub mod file_url;
 pub mod locked;
 pub mod manifest;

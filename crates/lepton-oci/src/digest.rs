@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use lepton_app::file_stamp::FileStamp;
 use sha2::{Digest as _, Sha256};
 
 /// `sha256:<hex>` of `bytes`.
@@ -47,31 +48,8 @@ pub(crate) fn check_file(path: &Path, expected: &str) -> std::io::Result<FileChe
     check_file_memo(path, expected).map(|(check, _)| check)
 }
 
-/// What identifies one version of a file: a write changes its times, a replacement its inode.
-#[derive(Clone, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
-
 /// Files this process verified: path → (stamp when verified, digest it matched).
-type Verified = HashMap<PathBuf, (Stamp, String)>;
+type Verified = HashMap<PathBuf, (FileStamp, String)>;
 static VERIFIED: Mutex<Option<Verified>> = Mutex::new(None);
 /// Past this many entries the memo starts over (about 200 bytes each).
 const MAX_VERIFIED: usize = 100_000;
@@ -86,7 +64,7 @@ fn check_file_memo(path: &Path, expected: &str) -> std::io::Result<(FileCheck, b
         Err(e) => return Err(e),
     };
     // Taken before reading: a write during the read leaves a stamp that no longer matches.
-    let stamp = Stamp::of(&file.metadata()?);
+    let stamp = FileStamp::of_metadata(&file.metadata()?);
     {
         let memo = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
         if memo

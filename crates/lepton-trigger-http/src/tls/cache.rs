@@ -17,10 +17,9 @@
 //! files mean no certificate (logged once).
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use lepton_app::file_stamp::FileStamp;
 use rustls::sign::CertifiedKey;
 
 use super::{TlsFiles, load_certified_key};
@@ -37,30 +36,6 @@ struct Entry {
     seen: Option<PairStamp>,
     /// The last pair that loaded, still served after a failed reload.
     loaded: Option<Arc<CertifiedKey>>,
-}
-
-/// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileStamp {
-    /// `stat` (following symlinks); `None` if the file is missing or unreadable.
-    fn of(path: &Path) -> Option<Self> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
