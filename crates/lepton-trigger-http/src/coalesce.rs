@@ -11,10 +11,10 @@
 //!
 //! [`first_frames`] looks at what the body has ready: first at once, then after each of at
 //! most [`YIELDS`] turns of the scheduler, which is time for the guest to write a small
-//! response. It stops at the end of the body, at trailers, or after [`MAX_PEEK`] bytes, and
-//! hands hyper the response with what it found, replayed first. The head is delayed by a few
-//! task switches at most, never by a timer: a body that streams slowly still gets its head
-//! out at once. The framing hyper chooses is unchanged (the size hint is the body's own).
+//! response. It stops at the end of the body, at trailers, or after [`MAX_PEEK`] bytes or
+//! [`MAX_PEEK_FRAMES`] frames, and hands hyper the response with what it found, replayed
+//! first. The head is delayed by a few task switches at most, never by a timer: a body that
+//! streams slowly still gets its head out at once. The framing hyper chooses is unchanged (the size hint is the body's own).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -30,6 +30,9 @@ use wasmtime_wasi_http::WasiBody;
 pub const YIELDS: usize = 2;
 /// At most this much of a body is read ahead.
 pub const MAX_PEEK: usize = 64 * 1024;
+/// At most this many frames are read ahead, whatever their size: a guest writing empty chunks
+/// as fast as it can must not keep the read-ahead going, nor its buffer growing.
+pub const MAX_PEEK_FRAMES: usize = 64;
 
 type FrameResult = Result<Frame<Bytes>, wasmtime_wasi_http::Error>;
 
@@ -56,7 +59,9 @@ pub async fn first_frames(res: Response<WasiBody>) -> Response<WasiBody> {
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     bytes += frame.data_ref().map_or(0, Bytes::len);
-                    let last = frame.is_trailers() || bytes >= MAX_PEEK;
+                    let last = frame.is_trailers()
+                        || bytes >= MAX_PEEK
+                        || frames.len() + 1 >= MAX_PEEK_FRAMES;
                     frames.push_back(Ok(frame));
                     if last {
                         break 'peek;
@@ -229,5 +234,20 @@ mod tests {
         drop(tx);
         let hint = first_frames(res).await.body().size_hint();
         assert_eq!(hint.exact(), None, "a chunked body stays chunked");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_empty_chunks_is_read_ahead_only_so_far() {
+        let (tx, res, polls) = channel();
+        for _ in 0..10_000 {
+            tx.send(Ok(Frame::data(Bytes::new()))).unwrap();
+        }
+        tx.send(Ok(Frame::data(Bytes::from_static(b"end"))))
+            .unwrap();
+        drop(tx);
+        let res = first_frames(res).await;
+        assert_eq!(polls.load(Ordering::SeqCst), MAX_PEEK_FRAMES);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"end");
     }
 }
