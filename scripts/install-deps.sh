@@ -20,6 +20,8 @@ APT_PACKAGES+=(pebble)
 # image's OCI layout (no daemon, no registry), jq reads its JSON, objcopy (binutils) strips the
 # binaries, and the image carries the CA bundle of ca-certificates.
 APT_PACKAGES+=(umoci jq binutils ca-certificates)
+# lepton's allocator, jemalloc (tikv-jemalloc-sys), is built from its C sources with gcc and make.
+APT_PACKAGES+=(gcc make)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then

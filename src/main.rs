@@ -1,6 +1,7 @@
 //! `lepton`: run the Spin apps a manifest lists, straight from their OCI references, or publish a
 //! Spin app to a registry in Spin's artifact format (`lepton push`).
 
+mod allocator;
 mod apps;
 mod cli;
 mod otel;

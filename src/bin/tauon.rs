@@ -2,6 +2,8 @@
 //! directory live — new files start apps, edits replace them without dropping requests, deleted
 //! files stop them — until SIGTERM/SIGINT, which drains in-flight requests and exits 0.
 
+#[path = "../allocator.rs"]
+mod allocator;
 #[path = "../cli.rs"]
 mod cli;
 #[path = "../otel.rs"]

@@ -10,8 +10,10 @@
 //! first compile runs or waits, one at a time (N − 1 at most), so during a burst of cold starts
 //! the cores go to the first compiles: with them running alongside, 1,000 cold hello apps took
 //! 78 s to answer (`bench/density.sh`).
-//! When the last running compilation ends, the allocator is asked to return freed memory to the
-//! system (glibc keeps it in per-thread arenas otherwise).
+//! When the last running compilation ends, glibc's allocator is asked to return freed memory to
+//! the system (it keeps it in per-thread arenas otherwise). The `lepton` and `tauon` binaries
+//! allocate with jemalloc, whose background threads return it on their own (`src/allocator.rs`);
+//! the call then only trims what little glibc's heap holds.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
