@@ -6,6 +6,7 @@
 //! enforces the request-level ones (concurrency, queue, body size) before a store exists.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -37,28 +38,41 @@ pub use lepton_spec::AppLimits;
 /// stop, whatever they are doing. Set when a replaced or stopped version outlives its drain
 /// timeout, and at shutdown.
 #[derive(Debug, Clone)]
-pub struct CutOff(Arc<watch::Sender<bool>>);
+pub struct CutOff(Arc<CutOffInner>);
+
+#[derive(Debug)]
+struct CutOffInner {
+    /// Read on every request and at every epoch tick: a plain load, where the watch's value
+    /// takes a read lock.
+    cut: AtomicBool,
+    /// Wakes whoever waits on [`CutOff::signal`].
+    tx: watch::Sender<bool>,
+}
 
 impl Default for CutOff {
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(false)))
+        Self(Arc::new(CutOffInner {
+            cut: AtomicBool::new(false),
+            tx: watch::Sender::new(false),
+        }))
     }
 }
 
 impl CutOff {
     /// Cut off every guest of this version.
     pub fn cut(&self) {
-        self.0.send_replace(true);
+        self.0.cut.store(true, Ordering::Release);
+        self.0.tx.send_replace(true);
     }
 
     /// Whether [`Self::cut`] was called.
     pub fn is_cut(&self) -> bool {
-        *self.0.borrow()
+        self.0.cut.load(Ordering::Acquire)
     }
 
     /// Resolves once [`Self::cut`] has been called.
     pub fn signal(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.0.subscribe();
+        let mut rx = self.0.tx.subscribe();
         async move {
             let _ = rx.wait_for(|cut| *cut).await;
         }
