@@ -47,6 +47,13 @@ def rss_mib():
     return int(s["VmRSS"].split()[0]) / 1024, int(s["Threads"])
 
 
+def rss_split():
+    """RSS as (anonymous, file-backed) MiB: heap and instances against mapped compiled code."""
+    s = status_of(pid)
+    kib = lambda key: int(s.get(key, "0 kB").split()[0])
+    return kib("RssAnon") / 1024, kib("RssFile") / 1024
+
+
 def metric(name):
     c = conn(admin)
     c.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
@@ -116,13 +123,15 @@ def hit(n, label, peak, clients):
     errors = []
     next_i = [0]
     lock = threading.Lock()
-    peak_rss = [0.0, 0]
+    peak_rss = [0.0, 0, (0.0, 0.0)]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             r, t = rss_mib()
-            peak_rss[0], peak_rss[1] = max(peak_rss[0], r), max(peak_rss[1], t)
+            if r > peak_rss[0]:
+                peak_rss[0], peak_rss[2] = r, rss_split()
+            peak_rss[1] = max(peak_rss[1], t)
             time.sleep(0.05)
 
     def client():
@@ -161,13 +170,15 @@ def hit(n, label, peak, clients):
     print(f"  {label}: {n} requests ({clients} clients) in {total:.1f} s, latency p50 {p(0.5):.1f} ms p99 {p(0.99):.1f} ms, "
           f"{len(errors)} errors" + (f" (first: {errors[:3]})" if errors else ""))
     if peak:
-        print(f"  peak during it: RSS {peak_rss[0]:.0f} MiB, {peak_rss[1]} threads")
+        anon, file = peak_rss[2]
+        print(f"  peak during it: RSS {peak_rss[0]:.0f} MiB (anonymous {anon:.0f}, file-backed {file:.0f}), {peak_rss[1]} threads")
 
 
 def rss(label):
     r, t = rss_mib()
+    anon, file = rss_split()
     loaded = metric("lepton_apps_loaded")
-    print(f"  RSS {label}: {r:.0f} MiB, {t} threads, {loaded:.0f} apps loaded")
+    print(f"  RSS {label}: {r:.0f} MiB (anonymous {anon:.0f}, file-backed {file:.0f}), {t} threads, {loaded:.0f} apps loaded")
 
 
 def ready(t0):
