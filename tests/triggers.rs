@@ -167,6 +167,22 @@ fn redis_and_cron_apps_run_replace_and_stop_under_tauon() {
     );
     // Its address answers, with no HTTP routes.
     assert_eq!(get(&rec_addr, "/").expect("GET").status, 404);
+    // Both were compiled by Cranelift from the start, although tauon compiles first with
+    // Winch: these are pinned and never reloaded, so Winch's code would stay for good.
+    let log = tauon.stderr();
+    for component in ["recorder", "ticker"] {
+        let compiles: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("compiled component") && l.contains(&format!("\"{component}\"")))
+            .collect();
+        assert!(
+            !compiles.is_empty()
+                && compiles
+                    .iter()
+                    .all(|l| l.contains("compiler=\"cranelift\"")),
+            "{component}: {compiles:?}"
+        );
+    }
 
     // A publisher that keeps going through a live replace (v1 → v2).
     let stop = Arc::new(AtomicBool::new(false));

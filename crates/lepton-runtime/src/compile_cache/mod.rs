@@ -63,6 +63,9 @@ pub struct CompileCache {
     verified: Arc<Mutex<HashSet<FileId>>>,
     gate: Arc<CompileGate>,
     quick: Option<Arc<QuickTier>>,
+    /// Which compiler this cache's engine uses, for the logs: `cranelift`, or `winch` for the
+    /// quick tier's own cache.
+    compiler: &'static str,
 }
 
 type Table = Mutex<HashMap<String, Slot>>;
@@ -164,6 +167,7 @@ impl CompileCache {
             verified: Arc::default(),
             gate: CompileGate::new(compile_permits()),
             quick: None,
+            compiler: "cranelift",
         }
     }
 
@@ -253,6 +257,7 @@ impl CompileCache {
             verified: Arc::default(),
             gate: CompileGate::new(compile_permits()),
             quick: None,
+            compiler: "cranelift",
         }
     }
 
@@ -390,6 +395,7 @@ impl CompileCache {
         tracing::info!(
             component = component_id,
             cache_key = %hex,
+            compiler = self.compiler,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compiled component"
         );

@@ -301,3 +301,37 @@ async fn a_disabled_cache_has_no_quick_tier() {
     let cache = CompileCache::disabled().with_quick_tier(&engine);
     assert!(!cache.quick_tier());
 }
+
+#[tokio::test]
+async fn without_its_quick_tier_a_cache_compiles_with_cranelift_first() {
+    let engine = engine();
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .strategy(wasmtime::Strategy::Winch);
+    let quick = Engine::new(&config).expect("winch engine");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm_path = dir.path().join("c.wasm");
+    std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
+    let tiered = CompileCache::new(dir.path(), &engine).with_quick_tier(&quick);
+    let cache = tiered.without_quick_tier();
+    assert!(tiered.quick_tier() && !cache.quick_tier());
+
+    let compiled = cache
+        .load_async(&engine, "c", &wasm_path, None)
+        .await
+        .expect("load");
+    assert!(Engine::same(compiled.component.engine(), &engine));
+    assert!(compiled.optimized.is_none(), "nothing to wait for");
+    assert_eq!(compiled.outcome, CompileOutcome::Compiled);
+    // Nothing was compiled by Winch; the tiered cache shares the artifact and the table.
+    let quick_dir = dir.path().join("compiled").join(engine_key(&quick));
+    assert!(std::fs::read_dir(&quick_dir).map_or(true, |d| d.count() == 0));
+    let shared = tiered
+        .load_async(&engine, "c", &wasm_path, None)
+        .await
+        .expect("tiered load");
+    assert!(Engine::same(shared.component.engine(), &engine));
+    assert!(shared.optimized.is_none());
+    assert_eq!(tiered.loaded_count(), 1);
+}

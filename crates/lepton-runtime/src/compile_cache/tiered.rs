@@ -72,6 +72,7 @@ impl CompileCache {
         let mut cache = CompileCache::disabled();
         cache.dir = Some(dir);
         cache.gate = self.gate.clone();
+        cache.compiler = "winch";
         self.quick = Some(Arc::new(QuickTier {
             engine: quick.clone(),
             cache,
@@ -83,6 +84,17 @@ impl CompileCache {
     /// Whether first compiles use the quick tier.
     pub fn quick_tier(&self) -> bool {
         self.quick.is_some()
+    }
+
+    /// This cache (same directory, in-process table and compile gate) with first compiles by
+    /// Cranelift: for the background compiles (the optimized tier's own), and for apps that must
+    /// not start on Winch's code because nothing would move them off it (an app with Redis or
+    /// cron triggers is kept loaded, and reloading it would restart its triggers).
+    pub fn without_quick_tier(&self) -> Self {
+        Self {
+            quick: None,
+            ..self.clone()
+        }
     }
 
     pub(super) async fn load_tiered(
@@ -187,14 +199,5 @@ impl CompileCache {
         let code = OptimizedCode(compile.map(|done| done.unwrap_or(false)).boxed().shared());
         upgrades.insert(key, code.clone());
         code
-    }
-
-    /// The same cache without its quick tier (for the background compiles, which are the
-    /// optimized tier's own).
-    fn without_quick_tier(&self) -> Self {
-        Self {
-            quick: None,
-            ..self.clone()
-        }
     }
 }

@@ -1,5 +1,6 @@
 //! Preparing one version of an app before it may serve: check it can run on lepton, create its
-//! state directory, compile (or load) its components against the app's limits, instantiate each
+//! state directory, compile (or load) its components against the app's limits (an app with Redis
+//! or cron triggers on Cranelift's code from the start: see [`prepare`]), instantiate each
 //! once (when it is prepared ahead of serving; a load on first request skips this, as the request
 //! instantiates it anyway), build its HTTP trigger on the app's front (gate and metrics, kept
 //! across versions) and its event triggers (Redis, cron; started later, once it is current). A
@@ -12,7 +13,7 @@ use lepton_runtime::{AppConfig, RuntimeApp};
 use lepton_spec::AppSpec;
 use lepton_trigger_http::{AppFront, HttpApp};
 
-use super::triggers::{EventTriggers, has_http_triggers};
+use super::triggers::{EventTriggers, has_event_triggers, has_http_triggers};
 use super::{Inner, ReadyApp};
 use crate::outcome::StartError;
 
@@ -72,9 +73,16 @@ pub(super) async fn prepare(
             ),
         });
     }
+    // An app with Redis or cron triggers is kept loaded (pinned) and never reloaded, as that
+    // would restart its triggers: it would run on Winch's code for good. It is compiled by
+    // Cranelift from the start, as `spin up` does (a cold start of it waits for that compile).
+    let cache = if has_event_triggers(&loaded.locked) {
+        inner.compile_cache.without_quick_tier()
+    } else {
+        inner.compile_cache.clone()
+    };
     let compile = Instant::now();
-    let runtime =
-        RuntimeApp::prepare(&inner.engine, &inner.compile_cache, &loaded.locked, &config).await?;
+    let runtime = RuntimeApp::prepare(&inner.engine, &cache, &loaded.locked, &config).await?;
     // Compiling, or loading from the compile cache: what a start costs after the pull.
     inner
         .config
