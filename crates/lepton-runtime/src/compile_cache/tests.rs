@@ -228,9 +228,8 @@ fn wat_bytes() -> Vec<u8> {
     wat::parse_str(WAT).expect("parse wat")
 }
 
-#[tokio::test]
-async fn a_quick_tier_serves_winch_code_first_then_cranelift_code_from_disk() {
-    let engine = engine();
+/// The optimized engine, a Winch engine, and a directory holding one component (`c.wasm`).
+fn tiers() -> (Engine, Engine, tempfile::TempDir, std::path::PathBuf) {
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
@@ -239,6 +238,12 @@ async fn a_quick_tier_serves_winch_code_first_then_cranelift_code_from_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm_path = dir.path().join("c.wasm");
     std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
+    (engine(), quick, dir, wasm_path)
+}
+
+#[tokio::test]
+async fn a_quick_tier_serves_winch_code_first_then_cranelift_code_from_disk() {
+    let (engine, quick, dir, wasm_path) = tiers();
     let cache = CompileCache::new(dir.path(), &engine).with_quick_tier(&quick);
     assert!(cache.quick_tier());
 
@@ -304,15 +309,7 @@ async fn a_disabled_cache_has_no_quick_tier() {
 
 #[tokio::test]
 async fn without_its_quick_tier_a_cache_compiles_with_cranelift_first() {
-    let engine = engine();
-    let mut config = wasmtime::Config::new();
-    config
-        .wasm_component_model(true)
-        .strategy(wasmtime::Strategy::Winch);
-    let quick = Engine::new(&config).expect("winch engine");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wasm_path = dir.path().join("c.wasm");
-    std::fs::write(&wasm_path, wat_bytes()).expect("write wasm");
+    let (engine, quick, dir, wasm_path) = tiers();
     let tiered = CompileCache::new(dir.path(), &engine).with_quick_tier(&quick);
     let cache = tiered.without_quick_tier();
     assert!(tiered.quick_tier() && !cache.quick_tier());
