@@ -3,9 +3,12 @@
 #   - a native hyper hello-world server (the baseline),
 #   - lepton serving apps/hello-p2 (wasi:http 0.2: a fresh instance per request),
 #   - lepton serving apps/hello-p3 (wasi:http 0.3: instances reused, up to 128 requests each),
-#   - `wasmtime serve` 48 on the same two components, when available.
+#   - `wasmtime serve` 48 on the same two components, when available, and once more on hello-p3
+#     with the seven `spin-*` request headers Spin (and lepton) give every request, sent by wrk:
+#     the same work for the guest, so that row is lepton's like-for-like reference.
 # Prints requests/s for each (mean of the rounds, with the spread), each one's ratio to native,
-# and lepton's CPU time per request. Not a test: numbers vary by machine and by what else runs.
+# lepton's CPU time per request, and lepton's ratios to `wasmtime serve`. Not a test: numbers
+# vary by machine and by what else runs.
 #
 # `wasmtime serve` comes from target/bench-tools/bin/wasmtime; when it is missing this script
 # installs wasmtime-cli 48 there (`cargo install`, 25-40 min on 2 cores, niced), unless
@@ -89,15 +92,27 @@ if [ "$use_wasmtime" = 1 ]; then
     pids+=($!)
     wait_http "http://$WT2/"
     wait_http "http://$WT3/"
-    targets+=("wasmtime serve hello-p2|http://$WT2/|" "wasmtime serve hello-p3|http://$WT3/|")
+    targets+=("wasmtime serve hello-p2|http://$WT2/|" "wasmtime serve hello-p3|http://$WT3/|"
+        "wasmtime serve p3 + spin-*|http://$WT3/||spin")
 fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# One wrk run against URL: prints "req/s requests cpu_ticks" (cpu_ticks of PID, or 0).
+# The `spin-*` headers lepton sets on a request for / routed by `/...` (what the guest sees).
+spin_headers() {
+    local url="$1"
+    printf '%s\n' "spin-full-url: $url" "spin-path-info: /" "spin-matched-route: /..." \
+        "spin-base-path: /" "spin-raw-component-route: /..." "spin-component-route: " \
+        "spin-client-addr: 127.0.0.1:40000"
+}
+# One wrk run against URL (with the spin-* headers when HEADERS is "spin"): prints
+# "req/s requests cpu_ticks" (cpu_ticks of PID, or 0).
 measure() {
-    local url="$1" pid="$2" before=0 after=0 out
+    local url="$1" pid="$2" headers="${3:-}" before=0 after=0 out args=()
+    if [ "$headers" = spin ]; then
+        while IFS= read -r h; do args+=(-H "$h"); done < <(spin_headers "$url")
+    fi
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "$url")
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "${args[@]}" "$url")
     [ -n "$pid" ] && after=$(cpu_ticks "$pid")
     echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '/requests in/ {print $1}') $((after - before))"
 }
@@ -111,8 +126,8 @@ results="$WORK/results.txt"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
     for t in "${targets[@]}"; do
-        IFS='|' read -r name url pid <<<"$t"
-        echo "$name|$(measure "$url" "$pid")" >>"$results"
+        IFS='|' read -r name url pid headers <<<"$t"
+        echo "$name|$(measure "$url" "$pid" "$headers")" >>"$results"
     done
 done
 echo "load after measuring: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -135,4 +150,10 @@ for name, rs in runs.items():
     ticks, requests = sum(t for _, _, t in rs), sum(n for _, n, _ in rs)
     cpu = f"{ticks / tck / requests * 1e6:.0f} us" if name.startswith("lepton") and requests else ""
     print(f"{name:26} {mean:9.0f}  {mean / native:8.3f}x  {spread:<24} {cpu}")
+mean = lambda name: sum(r for r, _, _ in runs[name]) / len(runs[name])
+for ours, theirs in [("lepton hello-p2", "wasmtime serve hello-p2"),
+                     ("lepton hello-p3 (reuse)", "wasmtime serve hello-p3"),
+                     ("lepton hello-p3 (reuse)", "wasmtime serve p3 + spin-*")]:
+    if ours in runs and theirs in runs:
+        print(f"{ours} vs {theirs}: {mean(ours) / mean(theirs):.2f}x")
 PY
