@@ -473,11 +473,21 @@ impl WorkerExpiration for InstanceExpiration {
         let Some((at, ending)) = self.end_at(status, start) else {
             return Poll::Ready(());
         };
-        if self.sleep.deadline() != at {
+        // The timer is only ever moved earlier here. A later end (the usual change: each request
+        // pushes the idle end on, and a running request's deadline is far off) is taken up when
+        // the earlier timer fires, so a busy instance re-arms it about once per idle timeout
+        // instead of at every status change (two timer-wheel updates per request).
+        if at < self.sleep.deadline() {
             self.sleep.as_mut().reset(at);
         }
-        if self.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= at {
+                break;
+            }
+            self.sleep.as_mut().reset(at);
         }
         lock(&self.shared).ending.get_or_insert(ending);
         Poll::Ready(())

@@ -243,3 +243,34 @@ async fn a_body_cut_short_by_its_instance_ends_with_an_error() {
     let body = InstanceBody::new(guest_body(&["x"]), ServedBy::new());
     assert!(body.collect().await.is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_later_end_waits_for_the_earlier_timer_then_holds() {
+    let gate = AppGate::new(&AppLimits::default());
+    let (state, mut expiration) = p3_instance(&CutOff::default());
+    let created = Instant::now();
+    let idle_start = std::time::Instant::now();
+    assert!(poll(&mut expiration, WorkerStatus::Idle, idle_start).is_pending());
+    assert_eq!(
+        expiration.sleep.deadline(),
+        created + Duration::from_secs(1)
+    );
+    advance(Duration::from_millis(500)).await;
+    // A request with a far deadline: its end is later, so the idle timer is left as it is.
+    let (_, _request) = state.begin(ticket(&gate, Instant::now() + Duration::from_secs(20)));
+    let busy = std::time::Instant::now();
+    assert!(poll(&mut expiration, WorkerStatus::Requests, busy).is_pending());
+    assert_eq!(
+        expiration.sleep.deadline(),
+        created + Duration::from_secs(1)
+    );
+    // It fires at the idle end, which no longer applies: re-armed at the request's end.
+    advance(Duration::from_millis(600)).await;
+    assert!(poll(&mut expiration, WorkerStatus::Requests, busy).is_pending());
+    let end = created + Duration::from_millis(500) + Duration::from_secs(20) + STOP_GRACE;
+    assert_eq!(expiration.sleep.deadline(), end);
+    advance(end - Instant::now() - Duration::from_millis(1)).await;
+    assert!(poll(&mut expiration, WorkerStatus::Requests, busy).is_pending());
+    advance(Duration::from_millis(1)).await;
+    assert!(poll(&mut expiration, WorkerStatus::Requests, busy).is_ready());
+}
